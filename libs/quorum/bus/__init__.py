@@ -1,0 +1,1 @@
+"""NATS JetStream adapter: connection that never gives up, idempotent publishing, provisioning, consumers."""

@@ -1,0 +1,131 @@
+"""``quorum``: the operator's command line (start the native stack, migrate, provision)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+DATA_DIR_ENV = "QUORUM_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    from quorum.devstack import REPO_ROOT
+
+    return Path(os.environ.get(DATA_DIR_ENV, REPO_ROOT.parent / "shared" / "data"))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from quorum.devstack import migrate
+    from quorum.runtime.settings import DEV_DATABASE_URL
+
+    url = os.environ.get("DATABASE_URL", DEV_DATABASE_URL)
+    migrate(url, args.revision, downgrade=args.downgrade)
+    print(f"database {'downgraded' if args.downgrade else 'upgraded'} to {args.revision}")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from quorum.devstack import provision_topology
+
+    for line in asyncio.run(provision_topology(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))):
+        print(line)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Start everything natively; Ctrl-C stops every process cleanly."""
+    from quorum.devstack import Stack
+
+    state = Path(args.state_dir)
+    if args.fresh and state.exists():
+        shutil.rmtree(state)
+    replay = args.replay or default_data_dir() / "ohlcv" / "binance_BTCUSDT_1h.csv"
+    env = {"QUORUM_ENVIRONMENT": "development"}
+    if args.replay != Path("-"):
+        if not Path(replay).is_file():
+            print(f"replay file {replay} not found (set --replay or {DATA_DIR_ENV}); starting without replay")
+        else:
+            env.update({"QUORUM_MARKET_DATA_REPLAY_FILE": str(replay),
+                        "QUORUM_MARKET_DATA_REPLAY_SPEED": str(args.speed)})
+            if args.limit:
+                env["QUORUM_MARKET_DATA_REPLAY_LIMIT"] = str(args.limit)
+    stack = Stack(base_dir=state, nats_url=os.environ.get("NATS_URL"), database_url=os.environ.get("DATABASE_URL"),
+                  env=env)
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start_infra()
+        stack.prepare()
+        names = tuple(n for n in (args.only.split(",") if args.only else ())) or None
+        stack.start_services(names) if names else stack.start_services()
+        stack.wait_ready(timeout=120)
+        token = os.environ.get("QUORUM_GATEWAY_API_TOKEN", "dev-token-change-me")
+        gw = f"http://127.0.0.1:{stack.ports['gateway']}"
+        stack.say("stack", f"all services ready; gateway {gw} (token from QUORUM_GATEWAY_API_TOKEN)")
+        if args.authorize_paper_routing:
+            import httpx
+
+            r = httpx.post(f"{gw}/controls/routing/authorize", headers={"Authorization": f"Bearer {token}"},
+                           json={"reason": "quorum dev --authorize-paper-routing"}, timeout=30)
+            stack.say("stack", f"paper routing authorization: {r.status_code} {r.text}")
+        else:
+            stack.say("stack", f"routing is DISCONNECTED; authorize with: curl -X POST -H 'Authorization: Bearer "
+                               f"$TOKEN' {gw}/controls/routing/authorize")
+        while not stopping:
+            for name, sp in list(stack.procs.items()):
+                if sp.proc.poll() is not None:
+                    stack.say("stack", f"{name} exited with {sp.proc.returncode}; restarting")
+                    stack.start_service(name)
+            time.sleep(0.5)
+    finally:
+        stack.say("stack", "stopping")
+        stack.stop()
+        stack.say("stack", "stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quorum", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
+    m.add_argument("revision", nargs="?", default="head")
+    m.add_argument("--downgrade", action="store_true")
+    m.set_defaults(func=cmd_migrate)
+
+    pr = sub.add_parser("provision", help="create/update JetStream streams, consumers and KV buckets (NATS_URL)")
+    pr.set_defaults(func=cmd_provision)
+
+    d = sub.add_parser("dev", help="run the whole system natively (embedded NATS + PostgreSQL unless URLs given)")
+    d.add_argument("--replay", type=Path, default=None,
+                   help="OHLCV file to replay (default: $QUORUM_DATA_DIR/ohlcv/binance_BTCUSDT_1h.csv; '-' for none)")
+    d.add_argument("--speed", type=float, default=0.0, help="replay speed: 0 = as fast as possible, N = N x real time")
+    d.add_argument("--limit", type=int, default=2000, help="replay at most this many candles (0 = all)")
+    d.add_argument("--state-dir", default=".quorum", help="where embedded servers keep their data")
+    d.add_argument("--fresh", action="store_true", help="delete the state directory first")
+    d.add_argument("--only", default="", help="comma-separated subset of services to start")
+    d.add_argument("--authorize-paper-routing", action="store_true",
+                   help="as the operator, authorize paper order routing once everything is ready (audited)")
+    d.set_defaults(func=cmd_dev)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

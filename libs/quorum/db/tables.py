@@ -1,0 +1,354 @@
+"""Every table, as SQLAlchemy Core. The Alembic migrations create exactly these (a test compares them).
+
+Time-series tables (candles, features, predictions, equity) become TimescaleDB hypertables when the
+extension is available; orders, fills, the ledger and the audit trail always stay plain tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Unconstrained NUMERIC keeps every digit the exchange sent; asdecimal makes reads come back as Decimal.
+Money = Numeric(asdecimal=True)
+
+
+def _ts(name: str = "ts", **kw: object) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=False, **kw)  # type: ignore[arg-type]
+
+
+def _created() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+candles = Table(
+    "candles",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    _ts(),
+    Column("open", Money, nullable=False),
+    Column("high", Money, nullable=False),
+    Column("low", Money, nullable=False),
+    Column("close", Money, nullable=False),
+    Column("volume", Money, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol", "timeframe", "ts"),
+    Index("ix_candles_time", "ts"),
+)
+
+replay_checkpoints = Table(
+    "replay_checkpoints",
+    metadata,
+    Column("source_key", String(512), primary_key=True),
+    _ts("last_ts"),
+    Column("rows_published", BigInteger, nullable=False),
+    Column("rows_rejected", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+features = Table(
+    "features",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    _ts(),
+    Column("feature_set", String(64), nullable=False),
+    Column("close", Money, nullable=False),
+    Column("values", JSONB, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol", "timeframe", "feature_set", "ts"),
+    Index("ix_features_time", "ts"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    _ts(),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("feature_set", String(64), nullable=False),
+    Column("horizon", Integer, nullable=False),
+    Column("p_up", Float),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol", "timeframe", "model_version", "ts"),
+    Index("ix_predictions_time", "ts"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", UUID(as_uuid=True), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    _ts(),
+    Column("mode", String(16), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("reason_codes", JSONB, nullable=False),
+    Column("model_versions", JSONB, nullable=False),
+    Column("feature_set", String(64), nullable=False),
+    Column("price", Money, nullable=False),
+    _created(),
+    Index("ix_decisions_symbol_ts", "symbol", "ts"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("decision_id", UUID(as_uuid=True), ForeignKey("decisions.decision_id"), nullable=False),
+    Column("producer", String(64), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("reason_codes", JSONB, nullable=False),
+    PrimaryKeyConstraint("decision_id", "producer"),
+)
+
+risk_state = Table(
+    "risk_state",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("halted", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+risk_balances = Table(
+    "risk_balances",
+    metadata,
+    Column("currency", String(16), primary_key=True),
+    Column("amount", Money, nullable=False),
+)
+
+risk_positions = Table(
+    "risk_positions",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("last_price", Money),
+    Column("pending_client_order_id", String(64)),
+    Column("reserved_cash", Money, nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol"),
+)
+
+risk_checks = Table(
+    "risk_checks",
+    metadata,
+    Column("decision_id", UUID(as_uuid=True), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason_code", String(64)),
+    Column("quantity", Money),
+    Column("checks", JSONB, nullable=False),
+    _created(),
+)
+
+oms_state = Table(
+    "oms_state",
+    metadata,
+    Column("mode", String(8), primary_key=True),
+    Column("routing_connected", Boolean, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("client_order_id", String(64), primary_key=True),
+    Column("decision_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("mode", String(8), nullable=False),
+    Column("venue", String(32), nullable=False),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("order_type", String(16), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("limit_price", Money),
+    Column("status", String(24), nullable=False),
+    Column("filled_quantity", Money, nullable=False),
+    Column("average_price", Money),
+    Column("fees", Money, nullable=False),
+    Column("fee_currency", String(16)),
+    Column("quote_spent", Money, nullable=False),
+    Column("reason_code", String(64)),
+    Column("reference_ts", DateTime(timezone=True), nullable=False),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_orders_symbol_created", "symbol", "created_at"),
+    Index("ix_orders_status", "status"),
+)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("client_order_id", String(64), ForeignKey("orders.client_order_id"), nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("from_status", String(24)),
+    Column("to_status", String(24), nullable=False),
+    Column("reason_code", String(64)),
+    _ts(),
+    Index("ix_order_events_order", "client_order_id"),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("fill_id", String(64), primary_key=True),
+    Column("client_order_id", String(64), ForeignKey("orders.client_order_id"), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("venue", String(32), nullable=False),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("price", Money, nullable=False),
+    Column("fee", Money, nullable=False),
+    Column("fee_currency", String(16), nullable=False),
+    Column("liquidity", String(8), nullable=False),
+    _ts(),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Index("ix_fills_symbol_ts", "symbol", "ts"),
+)
+
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    Column("client_order_id", String(64), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("command", JSONB, nullable=False, comment="the SubmitOrder envelope, to resume after a restart"),
+    Column("reference_ts", DateTime(timezone=True), nullable=False),
+    _created(),
+    Index("ix_paper_orders_open", "exchange", "symbol", "status"),
+)
+
+ledger_transactions = Table(
+    "ledger_transactions",
+    metadata,
+    Column("txn_id", UUID(as_uuid=True), primary_key=True),
+    Column("seq", BigInteger, Identity(), nullable=False, unique=True),
+    Column("mode", String(8), nullable=False),
+    _ts(),
+    Column("description", Text, nullable=False),
+    Column("source_event_id", UUID(as_uuid=True), unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("txn_id", UUID(as_uuid=True), ForeignKey("ledger_transactions.txn_id"), nullable=False),
+    Column("account", String(128), nullable=False),
+    Column("currency", String(16), nullable=False),
+    Column("amount", Money, nullable=False),
+    Index("ix_ledger_entries_account", "account"),
+    Index("ix_ledger_entries_txn", "txn_id"),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("mode", String(8), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("avg_cost", Money, nullable=False),
+    Column("realized_pnl", Money, nullable=False),
+    Column("fees_paid", Money, nullable=False),
+    Column("mark_price", Money),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("mode", "symbol"),
+)
+
+equity = Table(
+    "equity",
+    metadata,
+    Column("mode", String(8), nullable=False),
+    _ts(),
+    Column("equity", Money, nullable=False),
+    Column("peak_equity", Money, nullable=False),
+    Column("drawdown", Money, nullable=False),
+    PrimaryKeyConstraint("mode", "ts"),
+    Index("ix_equity_time", "ts"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    _ts(),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("risk_profile", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("details", JSONB, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Index("ix_audit_log_ts", "ts"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(64), nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "event_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("service", String(32), nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("subject", String(255), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    _created(),
+    Index("ix_outbox_service_id", "service", "id"),
+)
+
+HYPERTABLES = ("candles", "features", "predictions", "equity")

@@ -1,0 +1,179 @@
+"""The native stack: embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are given), migrations,
+provisioning, and every service as its own OS process with one combined, prefixed log.
+
+Used by ``quorum dev`` and by the end-to-end tests, so both exercise the same start-up path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from quorum.infra.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+SERVICES = ("market_data", "features", "inference", "council", "risk", "oms", "matching", "ledger", "gateway")
+DEFAULT_PORTS = {"gateway": 8000, **{name: 8101 + i for i, name in enumerate(SERVICES[:-1])}}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_ini() -> Path:
+    for candidate in (Path(os.environ.get("QUORUM_ALEMBIC_INI", "")), Path.cwd() / "alembic.ini",
+                      REPO_ROOT / "alembic.ini"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("alembic.ini not found; run from the repository root or set QUORUM_ALEMBIC_INI")
+
+
+def migrate(database_url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Run Alembic programmatically (its env.py owns the event loop, so call this outside one)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(alembic_ini()))
+    cfg.set_main_option("sqlalchemy.url", database_url)
+    cfg.attributes["configure_logger"] = False
+    (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+
+
+async def provision_topology(nats_url: str) -> list[str]:
+    from quorum.bus.connection import connect, jetstream
+    from quorum.bus.provision import provision
+
+    nc = await connect(nats_url, name="quorum-provision")
+    try:
+        return await provision(jetstream(nc))
+    finally:
+        await nc.close()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    proc: subprocess.Popen[str]
+    pump: threading.Thread
+
+
+@dataclass
+class Stack:
+    base_dir: Path
+    nats_url: str | None = None
+    database_url: str | None = None
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    env: Mapping[str, str] = field(default_factory=dict)
+    durable: bool = True
+    log: TextIO = sys.stdout
+    on_line: Callable[[str, str], None] | None = None
+    nats: EmbeddedNats | None = None
+    postgres: EmbeddedPostgres | None = None
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def with_free_ports(cls, base_dir: Path, **kw: object) -> "Stack":
+        return cls(base_dir=base_dir, ports={name: free_port() for name in SERVICES}, **kw)  # type: ignore[arg-type]
+
+    def start_infra(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if self.nats_url is None:
+            self.nats = EmbeddedNats(self.base_dir / "nats").start()
+            self.nats_url = self.nats.url
+            self.say("stack", f"embedded NATS (JetStream) at {self.nats_url}")
+        if self.database_url is None:
+            self.postgres = EmbeddedPostgres(self.base_dir / "postgres", durable=self.durable).start()
+            self.database_url = self.postgres.url()
+            self.say("stack", f"embedded PostgreSQL at {self.database_url}")
+
+    def prepare(self) -> None:
+        assert self.database_url and self.nats_url
+        migrate(self.database_url)
+        self.say("stack", "migrations at head")
+        for line in asyncio.run(provision_topology(self.nats_url)):
+            self.say("provision", line)
+
+    def service_env(self, name: str) -> dict[str, str]:
+        assert self.database_url and self.nats_url
+        prefix = f"QUORUM_{name.upper()}_"
+        return {**os.environ, "NATS_URL": self.nats_url, "DATABASE_URL": self.database_url,
+                f"{prefix}HTTP_PORT": str(self.ports[name]), f"{prefix}HTTP_HOST": "127.0.0.1",
+                "PYTHONUNBUFFERED": "1", **self.env}
+
+    def start_service(self, name: str) -> ServiceProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"], env=self.service_env(name), cwd=str(REPO_ROOT),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+        )
+        pump = threading.Thread(target=self._pump, args=(name, proc), daemon=True)
+        pump.start()
+        sp = ServiceProcess(name, self.ports[name], proc, pump)
+        self.procs[name] = sp
+        return sp
+
+    def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
+        for name in names:
+            self.start_service(name)
+
+    def wait_ready(self, timeout: float = 60.0, names: tuple[str, ...] | None = None) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        pending = set(names or self.procs)
+        while pending:
+            for name in sorted(pending):
+                sp = self.procs[name]
+                if sp.proc.poll() is not None:
+                    raise RuntimeError(f"service {name} exited with {sp.proc.returncode}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{sp.port}/readyz", timeout=1).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"services not ready after {timeout}s: {sorted(pending)}")
+            if pending:
+                time.sleep(0.2)
+
+    def stop_service(self, name: str, timeout: float = 20.0) -> int | None:
+        sp = self.procs.pop(name, None)
+        if sp is None or sp.proc.poll() is not None:
+            return None if sp is None else sp.proc.returncode
+        sp.proc.send_signal(signal.SIGTERM)
+        try:
+            return sp.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            sp.proc.kill()
+            return sp.proc.wait(5)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            sp = self.procs[name]
+            if sp.proc.poll() is None:
+                sp.proc.send_signal(signal.SIGTERM)
+        for name in list(self.procs):
+            self.stop_service(name)
+        if self.postgres:
+            self.postgres.stop()
+        if self.nats:
+            self.nats.stop()
+
+    # --- logs -----------------------------------------------------------------------------------------
+    def say(self, who: str, line: str) -> None:
+        with self._log_lock:
+            self.log.write(f"{who:<12}| {line}\n")
+            self.log.flush()
+        if self.on_line is not None:
+            self.on_line(who, line)
+
+    def _pump(self, name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.say(name, line.rstrip("\n"))

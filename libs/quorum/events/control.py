@@ -1,0 +1,61 @@
+"""Control family: operator commands (imperative) and the owning service's confirmations (past tense)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from quorum.events.base import Payload
+
+
+class _Command(Payload):
+    KIND = "command"
+
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+class _Confirmation(Payload):
+    actor: str
+    reason: str = ""
+
+
+class HaltTrading(_Command):
+    FAMILY = "control"
+
+
+class ResumeTrading(_Command):
+    FAMILY = "control"
+
+
+class TradingHalted(_Confirmation):
+    FAMILY = "control"
+
+
+class TradingResumed(_Confirmation):
+    FAMILY = "control"
+
+
+class AuthorizeRouting(_Command):
+    FAMILY = "control"
+
+
+class DisconnectRouting(_Command):
+    FAMILY = "control"
+
+
+class RoutingAuthorized(_Confirmation):
+    FAMILY = "control"
+
+
+class RoutingDisconnected(_Confirmation):
+    FAMILY = "control"
+
+
+class ControlRefused(Payload):
+    """A command the owning service would not carry out; a refusal is an event, never an exception."""
+
+    FAMILY = "control"
+
+    command_type: str
+    reason_code: str
+    detail: str = ""

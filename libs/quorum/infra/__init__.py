@@ -1,0 +1,1 @@
+"""Embedded infrastructure for the native (no Docker) mode and the test fixtures."""

@@ -1,0 +1,1 @@
+"""Market-data helpers shared by the market-data service, backtests and replays."""

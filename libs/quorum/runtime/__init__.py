@@ -1,0 +1,1 @@
+"""Service runtime: settings, logging, lifecycle, consumers with inbox/outbox, health and metrics."""

@@ -1,0 +1,1 @@
+"""Signal council: strategies vote; in Solo mode one named strategy decides."""

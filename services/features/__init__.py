@@ -1,0 +1,1 @@
+"""Feature computation: closed candles in, indicator vectors out (no look-ahead)."""

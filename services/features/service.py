@@ -1,0 +1,75 @@
+"""Keeps streaming indicator state per (exchange, symbol, timeframe). State is only ever a fold over the
+stored candles: it is rebuilt from the ``candles`` table on first sight of a series (after a restart) or when
+a candle arrives out of order, so the values are the same whatever the delivery history."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from quorum.db.tables import candles, features
+from quorum.domain.indicators import FeatureSpec, FeatureState
+from quorum.events.features import FeaturesComputed
+from quorum.events.market_data import CandleClosed
+from quorum.runtime.handling import Context, Handler
+from quorum.runtime.service import Service
+from quorum.runtime.settings import ServiceSettings
+
+SeriesKey = tuple[str, str, str]
+
+
+class FeaturesSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="QUORUM_FEATURES_", extra="ignore", frozen=True)
+
+    http_port: int = 8102
+    rsi_period: int = 14
+    ema_period: int = 20
+
+
+class FeaturesService(Service):
+    NAME = "features"
+    settings: FeaturesSettings
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.spec = FeatureSpec(rsi_period=self.settings.rsi_period, ema_period=self.settings.ema_period)
+        self._state: dict[SeriesKey, tuple[datetime, FeatureState]] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"features-candles": self.on_candle}
+
+    async def _rebuild(self, ctx: Context, key: SeriesKey, before: datetime) -> FeatureState:
+        state = FeatureState(self.spec)
+        rows = await ctx.conn.stream(
+            select(candles.c.close)
+            .where(candles.c.exchange == key[0], candles.c.symbol == key[1], candles.c.timeframe == key[2],
+                   candles.c.ts < before)
+            .order_by(candles.c.ts)
+        )
+        async for (close,) in rows:
+            state.update(float(close))
+        return state
+
+    async def on_candle(self, ctx: Context) -> None:
+        candle: CandleClosed = ctx.message.payload
+        key = (candle.exchange, candle.symbol, candle.timeframe)
+        known = self._state.get(key)
+        if known is not None and known[0] < candle.ts:
+            state = copy.deepcopy(known[1])  # mutate a copy; adopt it only once the transaction commits
+        else:
+            state = await self._rebuild(ctx, key, candle.ts)
+        values = state.update(float(candle.close))
+        out = ctx.emit(FeaturesComputed(exchange=candle.exchange, symbol=candle.symbol, timeframe=candle.timeframe,
+                                        ts=candle.ts, feature_set=self.spec.version, close=candle.close,
+                                        values=values))
+        await ctx.conn.execute(
+            insert(features).values(
+                exchange=candle.exchange, symbol=candle.symbol, timeframe=candle.timeframe, ts=candle.ts,
+                feature_set=self.spec.version, close=candle.close, values=values, event_id=out.event_id,
+            ).on_conflict_do_nothing()
+        )
+        ctx.after_commit.append(lambda: self._state.__setitem__(key, (candle.ts, state)))

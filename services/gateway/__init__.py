@@ -1,0 +1,1 @@
+"""Operator REST gateway: reads from the database, controls through typed commands on the bus."""

@@ -1,0 +1,260 @@
+"""The operator's only door. Reads come from the database; every control is a typed command published
+through the outbox together with its audit row, and the gateway waits for the owning service's confirmation
+(or reports a timeout). All routes except health and metrics need the bearer token.
+
+No ``from __future__ import annotations`` here: FastAPI must see the dependency aliases defined inside
+``extend_app`` as real objects, not strings."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from nats.js.errors import NoKeysError, NotFoundError
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from quorum.db.tables import audit_log, candles, fills, ledger_entries, oms_state, orders, positions, risk_state
+from quorum.events.audit import ActionAudited
+from quorum.events.base import Payload, UndecodableMessage, decode
+from quorum.events.control import AuthorizeRouting, ControlRefused, DisconnectRouting, HaltTrading, ResumeTrading
+from quorum.ids import stable_uuid
+from quorum.runtime.handling import Context
+from quorum.runtime.service import Service
+from quorum.runtime.settings import ServiceSettings
+from quorum.subjects import family_wildcard
+
+from .schemas import (
+    AuditOut,
+    BalanceOut,
+    ControlRequest,
+    ControlResult,
+    FillOut,
+    OrderOut,
+    Page,
+    PositionOut,
+    ServiceHealth,
+    Status,
+)
+
+log = logging.getLogger("quorum.gateway")
+DEV_TOKEN = "dev-token-change-me"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="QUORUM_GATEWAY_", extra="ignore", frozen=True)
+
+    http_port: int = 8000
+    api_token: SecretStr = Field(default=SecretStr(DEV_TOKEN), min_length=12)
+    control_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    health_stale_s: float = Field(default=20.0, gt=0)
+
+    def secrets_in_use(self) -> dict[str, str]:
+        return {**super().secrets_in_use(), "QUORUM_GATEWAY_API_TOKEN": self.api_token.get_secret_value()}
+
+
+def token_id(token: str) -> str:
+    """A stable, non-reversible name for a token, for the audit trail."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class GatewayService(Service):
+    NAME = "gateway"
+    settings: GatewaySettings
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._waiters: dict[uuid.UUID, asyncio.Future[Any]] = {}
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def on_start(self) -> None:
+        assert self.nc is not None
+        await self.nc.subscribe(family_wildcard("control"), cb=self._on_control_event)
+
+    async def _on_control_event(self, msg: Any) -> None:
+        """Confirmations travel on JetStream subjects; a plain subscription sees them as they are stored."""
+        try:
+            env = decode(msg.data)
+        except UndecodableMessage:
+            return
+        fut = self._waiters.get(env.causation_id) if env.causation_id else None
+        if fut is not None and not fut.done():
+            fut.set_result(env)
+
+    # --- the API --------------------------------------------------------------------------------------
+    def extend_app(self, app: FastAPI) -> None:  # noqa: C901 - the route table reads best in one place
+        app.title = "Quorum gateway"
+        app.docs_url = "/docs"
+        bearer = HTTPBearer(auto_error=False, description="API token")
+        expected = self.settings.api_token.get_secret_value().encode()
+
+        async def operator(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+            if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected):
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            return f"USER:{token_id(creds.credentials)}"
+
+        async def connection() -> AsyncIterator[AsyncConnection]:
+            if self.engine is None:
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "gateway is starting")
+            async with self.engine.connect() as conn:
+                yield conn
+
+        Actor = Annotated[str, Depends(operator)]
+        Conn = Annotated[AsyncConnection, Depends(connection)]
+        Limit = Annotated[int, Query(ge=1, le=500)]
+        Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+        mode = self.settings.trading_mode.value
+
+        @app.get("/status", response_model=Status, tags=["read"])
+        async def get_status(_: Actor, conn: Conn) -> Status:
+            halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
+            routing = (await conn.execute(select(oms_state.c.routing_connected)
+                                          .where(oms_state.c.mode == mode))).scalar_one_or_none()
+            last = (await conn.execute(select(func.max(candles.c.ts)))).scalar_one()
+            return Status(trading_mode=mode, risk_profile=self.settings.risk_profile,
+                          halted=bool(halt and halt.halted), halt_reason=halt.reason if halt and halt.halted else None,
+                          routing_connected=bool(routing), services=await self._health(), last_candle_ts=last)
+
+        @app.get("/positions", response_model=list[PositionOut], tags=["read"])
+        async def get_positions(_: Actor, conn: Conn, include_flat: bool = False) -> list[PositionOut]:
+            q = select(positions).where(positions.c.mode == mode).order_by(positions.c.symbol)
+            if not include_flat:
+                q = q.where(positions.c.quantity != 0)
+            rows = (await conn.execute(q)).all()
+            return [PositionOut(**r._mapping, unrealized_pnl=(r.mark_price - r.avg_cost) * r.quantity
+                                if r.mark_price is not None else 0) for r in rows]
+
+        @app.get("/balances", response_model=list[BalanceOut], tags=["read"])
+        async def get_balances(_: Actor, conn: Conn) -> list[BalanceOut]:
+            prefix = mode.lower()
+            kind = func.split_part(ledger_entries.c.account, ":", 2)
+            q = (select(kind.label("kind"), ledger_entries.c.currency, func.sum(ledger_entries.c.amount).label("amount"))
+                 .where(ledger_entries.c.account.like(f"{prefix}:%"), kind.in_(["cash", "asset"]))
+                 .group_by(kind, ledger_entries.c.currency).order_by(kind, ledger_entries.c.currency))
+            return [BalanceOut(mode=mode, kind=r.kind, currency=r.currency, amount=r.amount)
+                    for r in (await conn.execute(q)).all()]
+
+        @app.get("/orders", response_model=Page[OrderOut], tags=["read"])
+        async def get_orders(_: Actor, conn: Conn, symbol: str | None = None, status_: Annotated[
+                str | None, Query(alias="status")] = None, limit: Limit = 100, offset: Offset = 0) -> Page[OrderOut]:
+            q = select(orders).order_by(orders.c.created_at.desc(), orders.c.client_order_id)
+            if symbol:
+                q = q.where(orders.c.symbol == symbol)
+            if status_:
+                q = q.where(orders.c.status == status_.upper())
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[OrderOut](items=[OrderOut.model_validate(r) for r in rows], limit=limit, offset=offset)
+
+        @app.get("/fills", response_model=Page[FillOut], tags=["read"])
+        async def get_fills(_: Actor, conn: Conn, symbol: str | None = None, client_order_id: str | None = None,
+                            limit: Limit = 100, offset: Offset = 0) -> Page[FillOut]:
+            q = select(fills).order_by(fills.c.ts.desc(), fills.c.fill_id)
+            if symbol:
+                q = q.where(fills.c.symbol == symbol)
+            if client_order_id:
+                q = q.where(fills.c.client_order_id == client_order_id)
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[FillOut](items=[FillOut.model_validate(r) for r in rows], limit=limit, offset=offset)
+
+        @app.get("/audit", response_model=Page[AuditOut], tags=["read"])
+        async def get_audit(_: Actor, conn: Conn, limit: Limit = 100, offset: Offset = 0) -> Page[AuditOut]:
+            q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
+            rows = (await conn.execute(q)).all()
+            return Page[AuditOut](items=[AuditOut.model_validate(r) for r in rows], limit=limit, offset=offset)
+
+        def control_route(path: str, command: type[Payload], action: str) -> None:
+            async def route(actor: Actor, body: ControlRequest | None = None) -> ControlResult:
+                return await self.control(command, action, actor, body.reason if body else "")
+
+            route.__name__ = f"control_{action}"
+            app.post(path, response_model=ControlResult, tags=["controls"],
+                     responses={504: {"model": ControlResult, "description": "no confirmation in time"}})(route)
+
+        control_route("/controls/halt", HaltTrading, "halt")
+        control_route("/controls/resume", ResumeTrading, "resume")
+        control_route("/controls/routing/authorize", AuthorizeRouting, "routing_authorize")
+        control_route("/controls/routing/disconnect", DisconnectRouting, "routing_disconnect")
+
+    # --- controls -------------------------------------------------------------------------------------
+    async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str) -> Any:
+        """Publish the command with its audit row (one transaction), then wait for the confirmation."""
+        request_id = uuid.uuid4()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        async def send(ctx: Context) -> uuid.UUID:
+            env = ctx.emit(command_cls(actor=actor, reason=reason), key=str(request_id))  # type: ignore[call-arg]
+            self._waiters[env.event_id] = fut
+            await self._audit(ctx, actor, action, "REQUESTED", {"command_id": str(env.event_id), "reason": reason},
+                              env.event_id)
+            return env.event_id
+
+        command_id = await self.transact(send)
+        try:
+            try:
+                confirmation = await asyncio.wait_for(fut, timeout=self.settings.control_timeout_s)
+            except TimeoutError:
+                outcome, conf_type, detail = "TIMEOUT", None, "the owning service did not confirm in time"
+            else:
+                refused = isinstance(confirmation.payload, ControlRefused)
+                outcome = "REFUSED" if refused else "CONFIRMED"
+                conf_type = confirmation.event_type
+                detail = confirmation.payload.detail if refused else ""
+        finally:
+            self._waiters.pop(command_id, None)
+
+        async def record(ctx: Context) -> None:
+            await self._audit(ctx, actor, action, outcome, {"command_id": str(command_id), "confirmation": conf_type},
+                              command_id)
+
+        await self.transact(record)
+        result = ControlResult(action=action, status=outcome, command_id=str(command_id), confirmation=conf_type,
+                               detail=detail)
+        if outcome == "TIMEOUT":
+            return JSONResponse(result.model_dump(), status_code=status.HTTP_504_GATEWAY_TIMEOUT)
+        if outcome == "REFUSED":
+            return JSONResponse(result.model_dump(), status_code=status.HTTP_409_CONFLICT)
+        return result
+
+    async def _audit(self, ctx: Context, actor: str, action: str, outcome: str, details: dict[str, Any],
+                     command_id: uuid.UUID) -> None:
+        event_id = stable_uuid("audit", command_id, outcome)
+        mode = self.settings.trading_mode.value
+        await ctx.conn.execute(insert(audit_log).values(
+            ts=ctx.clock.now(), actor=actor, action=action, mode=mode, risk_profile=self.settings.risk_profile,
+            status=outcome, details=details, event_id=event_id,
+        ))
+        ctx.emit(ActionAudited(actor=actor, action=action, mode=mode, risk_profile=self.settings.risk_profile,
+                               status=outcome, details=details), key=str(event_id))
+
+    async def _health(self) -> dict[str, ServiceHealth]:
+        if self.js is None:
+            return {}
+        out: dict[str, ServiceHealth] = {}
+        try:
+            kv = await self.js.key_value("service_health")
+            keys = await kv.keys()
+        except (NoKeysError, NotFoundError):
+            return out
+        now = self.clock.now()
+        for key in keys:
+            try:
+                doc = json.loads((await kv.get(key)).value or b"{}")
+            except (NotFoundError, ValueError):
+                continue
+            seen = datetime.fromisoformat(doc["ts"]) if "ts" in doc else None
+            stale = seen is None or now - seen > timedelta(seconds=self.settings.health_stale_s)
+            out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale)
+        return out
+

@@ -1,0 +1,1 @@
+"""Model inference: feature vectors in, predictions out, tagged with model and feature-set versions."""

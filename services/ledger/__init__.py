@@ -1,0 +1,1 @@
+"""Ledger: append-only double-entry journal, positions and equity projections."""

@@ -1,0 +1,120 @@
+"""Posts every fill as a balanced, hash-chained journal transaction and keeps the positions and equity
+projections in the same database transaction. The journal is only ever inserted into."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from quorum.db.tables import equity, ledger_entries, ledger_transactions, positions
+from quorum.domain.ledger import (
+    GENESIS_HASH,
+    Line,
+    Position,
+    account,
+    check_balanced,
+    fill_lines,
+    opening_balance,
+    txn_hash,
+)
+from quorum.events.fills import OrderFilled
+from quorum.events.ledger import Posting, TransactionPosted
+from quorum.ids import stable_uuid
+from quorum.runtime.handling import Context, Handler
+from quorum.runtime.service import Service
+from quorum.runtime.settings import ServiceSettings
+from quorum.types import TradingMode, split_symbol
+
+
+class LedgerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="QUORUM_LEDGER_", extra="ignore", frozen=True)
+
+    http_port: int = 8108
+
+
+async def post(ctx: Context, mode: TradingMode, txn_id: UUID, ts: datetime, description: str, lines: list[Line],
+               source_event_id: UUID | None) -> bool:
+    """Append one transaction to ``mode``'s chain; False if it was posted before (idempotent by txn id)."""
+    check_balanced(lines)
+    await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ledger:{mode.value}"})
+    if (await ctx.conn.execute(select(ledger_transactions.c.txn_id)
+                               .where(ledger_transactions.c.txn_id == txn_id))).first():
+        return False
+    prev = (await ctx.conn.execute(
+        select(ledger_transactions.c.hash).where(ledger_transactions.c.mode == mode.value)
+        .order_by(ledger_transactions.c.seq.desc()).limit(1)
+    )).scalar_one_or_none() or GENESIS_HASH
+    digest = txn_hash(prev, str(txn_id), ts.isoformat(), description, lines)
+    await ctx.conn.execute(insert(ledger_transactions).values(
+        txn_id=txn_id, mode=mode.value, ts=ts, description=description, source_event_id=source_event_id,
+        prev_hash=prev, hash=digest,
+    ))
+    await ctx.conn.execute(insert(ledger_entries), [
+        {"txn_id": txn_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount} for ln in lines
+    ])
+    ctx.emit(TransactionPosted(
+        txn_id=txn_id, mode=mode, ts=ts, description=description,
+        postings=tuple(Posting(account=ln.account, currency=ln.currency, amount=ln.amount) for ln in lines),
+    ), key=str(txn_id), event_time=ts)
+    return True
+
+
+class LedgerService(Service):
+    NAME = "ledger"
+    settings: LedgerSettings
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"ledger-fills": self.on_fill}
+
+    async def on_start(self) -> None:
+        """Open the paper book once: starting cash credited from equity."""
+        mode, ccy, amount = TradingMode.PAPER, self.settings.quote_currency, self.settings.paper_starting_cash
+
+        async def open_book(ctx: Context) -> None:
+            await post(ctx, mode, stable_uuid("opening-balance", mode.value), ctx.clock.now(),
+                       f"opening balance {amount} {ccy}", opening_balance(mode, ccy, amount), None)
+
+        await self.transact(open_book)
+
+    async def on_fill(self, ctx: Context) -> None:
+        f: OrderFilled = ctx.message.payload
+        lines = fill_lines(f.mode, f.symbol, f.side, f.quantity, f.price, f.fee, f.fee_currency)
+        desc = f"{f.side.value} {f.quantity} {f.symbol} @ {f.price} ({f.client_order_id})"
+        if not await post(ctx, f.mode, stable_uuid("fill", f.fill_id), f.ts, desc, lines, ctx.message.event_id):
+            return
+        await self._update_position(ctx, f)
+        await self._mark_equity(ctx, f.mode, f.ts)
+
+    async def _update_position(self, ctx: Context, f: OrderFilled) -> None:
+        row = (await ctx.conn.execute(select(positions).where(
+            positions.c.mode == f.mode.value, positions.c.symbol == f.symbol).with_for_update())).first()
+        pos = Position() if row is None else Position(row.quantity, row.avg_cost, row.realized_pnl, row.fees_paid)
+        _, quote = split_symbol(f.symbol)
+        fee_in_quote = f.fee if f.fee_currency == quote else f.fee * f.price
+        pos = pos.apply_fill(f.side, f.quantity, f.price, fee_in_quote)
+        values = {"mode": f.mode.value, "symbol": f.symbol, "quantity": pos.quantity, "avg_cost": pos.avg_cost,
+                  "realized_pnl": pos.realized_pnl, "fees_paid": pos.fees_paid, "mark_price": f.price,
+                  "updated_at": f.ts}
+        await ctx.conn.execute(insert(positions).values(values).on_conflict_do_update(
+            index_elements=["mode", "symbol"], set_=values))
+
+    async def _mark_equity(self, ctx: Context, mode: TradingMode, ts: datetime) -> None:
+        """Equity = quote cash + holdings at their last fill price; peak and drawdown follow."""
+        cash_account = account(mode, "cash", self.settings.quote_currency)
+        cash = (await ctx.conn.execute(select(func.coalesce(func.sum(ledger_entries.c.amount), 0))
+                                       .where(ledger_entries.c.account == cash_account))).scalar_one()
+        held = (await ctx.conn.execute(select(func.coalesce(func.sum(positions.c.quantity * positions.c.mark_price), 0))
+                                       .where(positions.c.mode == mode.value))).scalar_one()
+        value = Decimal(cash) + Decimal(held)
+        prev_peak = (await ctx.conn.execute(select(func.max(equity.c.peak_equity))
+                                            .where(equity.c.mode == mode.value))).scalar_one()
+        peak = max(value, prev_peak or value)
+        values = {"mode": mode.value, "ts": ts, "equity": value, "peak_equity": peak,
+                  "drawdown": (peak - value) / peak if peak else Decimal(0)}
+        await ctx.conn.execute(insert(equity).values(values).on_conflict_do_update(
+            index_elements=["mode", "ts"], set_=values))

@@ -1,0 +1,1 @@
+"""Order management: turns approved intents into orders, routes them to a venue, tracks their lifecycle."""
