@@ -151,12 +151,15 @@ class ConsumerLoop:
             HANDLER_SECONDS.labels(*labels).observe(time.perf_counter() - started)
             logs.correlation_id.reset(tok_c)
             logs.event_id.reset(tok_e)
-        await msg.ack()  # only after the transaction committed
+        await self._ack(msg)  # only after the transaction committed
         if ctx is not None:
             for fn in ctx.after_commit:
                 fn()
             if ctx.emitted:
                 self._on_commit()
+
+    async def _ack(self, msg: Msg) -> None:
+        await msg.ack()
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         meta = msg.metadata
@@ -175,4 +178,4 @@ class ConsumerLoop:
             headers=headers,
         )
         DLQ.labels(self._service, self.spec.durable).inc()
-        await msg.ack()  # it is safe in the DLQ; stop redelivering it
+        await self._ack(msg)  # it is safe in the DLQ; stop redelivering it
