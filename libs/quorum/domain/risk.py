@@ -7,7 +7,7 @@ code, never an exception.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from quorum.types import Action, Side
 
@@ -58,6 +58,20 @@ def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
     return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+def _affordable(cash: Decimal, price: Decimal, limits: RiskLimits) -> Decimal:
+    """Most whole lots whose notional plus fee fits in ``cash``.
+
+    The division runs at 28 digits and can round up onto the next lot boundary when cash sits just below it;
+    the candidate is therefore checked with an exact product and stepped back.
+    """
+    qty = floor_to_step(cash / (price * (1 + limits.fee_rate)), limits.lot_step)
+    with localcontext() as ctx:
+        ctx.prec = 200  # wide enough for the product of three 28+-digit operands to be exact
+        while qty > 0 and qty * price * (1 + limits.fee_rate) > cash:
+            qty -= limits.lot_step
+    return qty
+
+
 def assess(
     action: Action,
     price: Decimal,
@@ -92,9 +106,9 @@ def assess(
         return refuse(Reason.POSITION_ALREADY_OPEN)
     checks["one_position_per_symbol"] = "PASS"
     target = floor_to_step(equity * limits.fraction / price, limits.lot_step)
-    affordable = floor_to_step(cash / (price * (1 + limits.fee_rate)), limits.lot_step)
+    affordable = _affordable(cash, price, limits)
     qty = min(target, affordable)
-    if qty * price < limits.min_notional:
+    if qty <= 0 or qty * price < limits.min_notional:  # with min_notional 0, a zero size must still refuse
         return refuse(Reason.INSUFFICIENT_CASH if affordable < target else Reason.BELOW_MIN_NOTIONAL)
     checks["sizing"] = f"fraction={limits.fraction} qty={qty}"
     checks["cash"] = "PASS"

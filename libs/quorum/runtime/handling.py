@@ -9,6 +9,7 @@ the message to the dead-letter stream with the error, and consumption goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -97,11 +98,18 @@ class ConsumerLoop:
         await self._js.consumer_info(self.spec.stream, self.spec.durable)
         self._sub = await self._js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
 
+    async def close(self) -> None:
+        """Drop the pull subscription (the durable consumer stays on the server with its position)."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
     async def run(self, stop: asyncio.Event) -> None:
         assert self._sub is not None, "bind() first"
         while not stop.is_set():
             try:
-                msgs = await self._sub.fetch(self._batch, timeout=1.0)
+                msgs = await self._next_batch()
             except TimeoutError:
                 continue
             except Exception as exc:  # noqa: BLE001 - connection trouble: the client reconnects, we wait
@@ -111,6 +119,14 @@ class ConsumerLoop:
             for msg in msgs:
                 # Finish the fetched batch even when stopping: each message is acked or left to redeliver.
                 await self.process(msg)
+
+    async def _next_batch(self) -> list[Msg]:
+        """Drain what is available at once; when idle, long-poll for ONE message so it is handled the moment
+        it arrives (a batch long-poll would hold the first message until the batch fills or times out)."""
+        try:
+            return await self._sub.fetch(self._batch, timeout=0.1)
+        except TimeoutError:
+            return await self._sub.fetch(1, timeout=2.0)
 
     async def process(self, msg: Msg) -> None:
         delivered = msg.metadata.num_delivered

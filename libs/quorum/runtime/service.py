@@ -140,6 +140,8 @@ class Service:
             done, pending = await asyncio.wait(self._tasks, timeout=15)
             for t in pending:
                 t.cancel()
+        for loop in self._loops:
+            await loop.close()
         with contextlib.suppress(Exception):
             await self.on_stop()
         if self.relay is not None:
