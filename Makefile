@@ -1,0 +1,47 @@
+# Quorum — the two commands that matter on a fresh machine:
+#   make dev    start the whole system natively (embedded NATS + PostgreSQL unless NATS_URL/DATABASE_URL are set)
+#   make test   run the whole test suite (unit, integration, end-to-end) against real NATS and PostgreSQL
+# Both create the virtual environment and install the project first when needed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.quorum-installed
+
+.PHONY: install dev demo test test-unit migrate provision up down bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Quorum needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: install  ## run everything natively; Ctrl-C stops it all
+	$(BIN)/quorum dev --authorize-paper-routing $(DEV_ARGS)
+
+test: install  ## the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+migrate: install  ## alembic upgrade head on DATABASE_URL
+	$(BIN)/quorum migrate
+
+provision: install  ## create/update JetStream streams, consumers, KV buckets on NATS_URL
+	$(BIN)/quorum provision
+
+up:  ## the containerised stack
+	docker compose up --build
+
+down:
+	docker compose down
+
+lint: install
+	$(BIN)/python -m compileall -q libs services migrations tests
+
+clean:
+	rm -rf .quorum .pytest_cache
