@@ -41,7 +41,7 @@ down:
 	docker compose down
 
 lint: install
-	$(BIN)/python -m compileall -q libs services migrations tests
+	$(BIN)/ruff check libs services migrations tests
 
 clean:
 	rm -rf .quorum .pytest_cache

@@ -7,11 +7,10 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy.engine import Connection
-
 from quorum.db.engine import async_url, create_engine
 from quorum.db.tables import metadata
 from quorum.runtime.settings import DEV_DATABASE_URL
+from sqlalchemy.engine import Connection
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

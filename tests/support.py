@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from quorum.infra.embedded import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -79,7 +79,7 @@ class Stack:
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def with_free_ports(cls, base_dir: Path, **kw: object) -> "Stack":
+    def with_free_ports(cls, base_dir: Path, **kw: object) -> Stack:
         return cls(base_dir=base_dir, ports={name: free_port() for name in SERVICES}, **kw)  # type: ignore[arg-type]
 
     def start_infra(self) -> None:

@@ -5,7 +5,7 @@ Time-series tables become TimescaleDB hypertables where the extension is availab
 gets the same tables with a time index. Orders, fills, ledger and audit always stay plain tables.
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-21
 """
 

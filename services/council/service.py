@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import decisions, features, signals
 from quorum.domain.strategies import RsiStrategy
 from quorum.events.predictions import PredictionMade
@@ -19,6 +16,8 @@ from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import Action, CouncilMode
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 
 class CouncilSettings(ServiceSettings):

@@ -7,10 +7,8 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import candles, features
 from quorum.domain.indicators import FeatureSpec, FeatureState
 from quorum.events.features import FeaturesComputed
@@ -18,6 +16,8 @@ from quorum.events.market_data import CandleClosed
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 SeriesKey = tuple[str, str, str]
 
@@ -26,8 +26,8 @@ class FeaturesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUORUM_FEATURES_", extra="ignore", frozen=True)
 
     http_port: int = 8102
-    rsi_period: int = 14
-    ema_period: int = 20
+    rsi_period: int = Field(default=14, ge=1, le=1000)
+    ema_period: int = Field(default=20, ge=1, le=1000)
 
 
 class FeaturesService(Service):

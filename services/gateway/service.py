@@ -21,10 +21,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.js.errors import NoKeysError, NotFoundError
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from quorum.db.tables import audit_log, candles, fills, ledger_entries, oms_state, orders, positions, risk_state
 from quorum.events.audit import ActionAudited
 from quorum.events.base import Payload, UndecodableMessage, decode
@@ -34,6 +30,10 @@ from quorum.runtime.handling import Context
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.subjects import family_wildcard
+from quorum.types import OrderStatus
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schemas import (
     AuditOut,
@@ -139,7 +139,8 @@ class GatewayService(Service):
         async def get_balances(_: Actor, conn: Conn) -> list[BalanceOut]:
             prefix = mode.lower()
             kind = func.split_part(ledger_entries.c.account, ":", 2)
-            q = (select(kind.label("kind"), ledger_entries.c.currency, func.sum(ledger_entries.c.amount).label("amount"))
+            total = func.sum(ledger_entries.c.amount).label("amount")
+            q = (select(kind.label("kind"), ledger_entries.c.currency, total)
                  .where(ledger_entries.c.account.like(f"{prefix}:%"), kind.in_(["cash", "asset"]))
                  .group_by(kind, ledger_entries.c.currency).order_by(kind, ledger_entries.c.currency))
             return [BalanceOut(mode=mode, kind=r.kind, currency=r.currency, amount=r.amount)
@@ -147,12 +148,13 @@ class GatewayService(Service):
 
         @app.get("/orders", response_model=Page[OrderOut], tags=["read"])
         async def get_orders(_: Actor, conn: Conn, symbol: str | None = None, status_: Annotated[
-                str | None, Query(alias="status")] = None, limit: Limit = 100, offset: Offset = 0) -> Page[OrderOut]:
+                OrderStatus | None, Query(alias="status")] = None, limit: Limit = 100,
+                offset: Offset = 0) -> Page[OrderOut]:
             q = select(orders).order_by(orders.c.created_at.desc(), orders.c.client_order_id)
             if symbol:
                 q = q.where(orders.c.symbol == symbol)
             if status_:
-                q = q.where(orders.c.status == status_.upper())
+                q = q.where(orders.c.status == status_.value)
             rows = (await conn.execute(q.limit(limit).offset(offset))).all()
             return Page[OrderOut](items=[OrderOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 

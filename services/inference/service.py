@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import predictions
 from quorum.domain.models import MomentumBaseline
 from quorum.events.features import FeaturesComputed
@@ -12,6 +10,7 @@ from quorum.events.predictions import PredictionMade
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
+from sqlalchemy.dialects.postgresql import insert
 
 
 class InferenceSettings(ServiceSettings):

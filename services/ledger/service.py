@@ -8,9 +8,6 @@ from decimal import Decimal
 from uuid import UUID
 
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import equity, ledger_entries, ledger_transactions, positions
 from quorum.domain.ledger import (
     GENESIS_HASH,
@@ -29,6 +26,8 @@ from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import TradingMode, split_symbol
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 
 
 class LedgerSettings(ServiceSettings):

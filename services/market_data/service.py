@@ -14,9 +14,6 @@ from typing import Any
 from prometheus_client import Counter
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import candles as candles_t
 from quorum.db.tables import replay_checkpoints
 from quorum.events.base import Envelope, new_envelope
@@ -25,6 +22,8 @@ from quorum.marketdata.files import Rejections, SeriesId, candles, infer_series,
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import timeframe_seconds
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 log = logging.getLogger("quorum.market_data")
 ROWS = Counter("quorum_md_rows_total", "Replay rows by outcome", ["outcome"])

@@ -14,9 +14,6 @@ from typing import Any
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import candles, paper_orders
 from quorum.domain.matching import FeeSchedule, fill_market_at_open
 from quorum.events.base import Envelope
@@ -27,6 +24,8 @@ from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import OrderType, split_symbol
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
 
 OPEN, FILLED = "OPEN", "FILLED"
 

@@ -9,9 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import fills, oms_state, order_events, orders
 from quorum.domain.orders import OrderState
 from quorum.events.control import AuthorizeRouting, DisconnectRouting, RoutingAuthorized, RoutingDisconnected
@@ -22,6 +19,8 @@ from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import OrderStatus, OrderType
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 
 log = logging.getLogger("quorum.oms")
 ROUTING_DISCONNECTED = "ROUTING_DISCONNECTED"

@@ -11,9 +11,6 @@ from decimal import Decimal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-
 from quorum.db.tables import risk_balances, risk_checks, risk_positions, risk_state
 from quorum.domain.risk import RiskLimits, SymbolView, assess
 from quorum.events.control import HaltTrading, ResumeTrading, TradingHalted, TradingResumed
@@ -24,6 +21,8 @@ from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import Action, Side, split_symbol
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 
 GLOBAL = "global"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from quorum.devstack import SERVICES, Stack
+
 from tests.support import data_file, run_sql
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,9 @@ def test_replayed_candles_become_paper_fills_in_the_ledger_and_halt_stops_new_or
 
     assert count(db, "SELECT count(*) AS n FROM orders WHERE status = 'FILLED'") >= 1
     assert run_sql(db, "SELECT txn_id, currency FROM ledger_entries GROUP BY 1, 2 HAVING sum(amount) <> 0") == []
-    assert count(db, "SELECT count(*) AS n FROM ledger_transactions") == 1 + count(db, "SELECT count(*) AS n FROM fills")
+    opening_balance = 1
+    fills_booked = count(db, "SELECT count(*) AS n FROM fills")
+    assert count(db, "SELECT count(*) AS n FROM ledger_transactions") == opening_balance + fills_booked
 
     # The gateway's positions and balances are exactly what the fills imply.
     fills = api.get("/fills", params={"limit": 500}).json()["items"]
@@ -108,10 +110,8 @@ def test_replayed_candles_become_paper_fills_in_the_ledger_and_halt_stops_new_or
             "WHERE d.action <> 'HOLD' AND r.decision_id IS NULL") == 0)
 
     assert count(db, "SELECT count(*) AS n FROM orders") == orders_before
-    after_halt = run_sql(db, "SELECT r.outcome, r.reason_code FROM risk_checks r JOIN decisions d USING (decision_id) "
-                             "ORDER BY d.ts OFFSET 0")
     refused_while_halted = count(db, "SELECT count(*) AS n FROM risk_checks WHERE reason_code = 'HALTED'")
-    assert refused_while_halted >= 1, after_halt
+    assert refused_while_halted >= 1  # the halt was exercised, not merely quiet markets
     assert count(db, "SELECT count(*) AS n FROM candles") == SECOND  # resumed, nothing replayed twice
 
     audit = [(a["action"], a["status"]) for a in api.get("/audit").json()["items"]]

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
-from sqlalchemy import func, select
-
 from quorum.bus.provision import provision
 from quorum.bus.publisher import MSG_ID, Publisher
 from quorum.clock import TestClock
@@ -21,6 +19,7 @@ from quorum.events.control import HaltTrading, TradingHalted
 from quorum.runtime.handling import ConsumerLoop, Context
 from quorum.subjects import DEAD_LETTER_WILDCARD, subject, subject_of
 from quorum.topology import TOPOLOGY, ConsumerSpec, Topology
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

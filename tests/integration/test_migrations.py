@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
 from quorum.db.engine import create_engine
 from quorum.db.tables import metadata
 from quorum.devstack import migrate
+
 from tests.support import run_sql
 
 pytestmark = pytest.mark.integration

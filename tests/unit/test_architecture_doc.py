@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from quorum.db.tables import metadata
 from quorum.events import registered_types
 from quorum.subjects import subject

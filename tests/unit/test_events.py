@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from helpers import T0, candle, fill
 from pydantic import ValidationError
-
 from quorum.clock import TestClock
 from quorum.events import Envelope, UndecodableMessage, decode, new_envelope, registered_types
 from quorum.events.ledger import Posting, TransactionPosted

@@ -13,7 +13,6 @@ import pytest
 import talib
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
-
 from quorum.domain.indicators import EMA, RSI, FeatureSpec, FeatureState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
-
 from quorum.domain.ledger import (
     GENESIS_HASH,
     Line,

@@ -6,7 +6,6 @@ from decimal import Decimal
 from itertools import product
 
 import pytest
-
 from quorum.domain.orders import TRANSITIONS, IllegalTransition, OrderState, check_transition
 from quorum.types import TERMINAL_STATUSES, OrderStatus
 

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import example, given, seed, settings
 from hypothesis import strategies as st
-
 from quorum.domain.risk import Reason, RiskLimits, SymbolView, Verdict, assess
 from quorum.types import Action, Side
 

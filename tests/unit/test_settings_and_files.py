@@ -9,10 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from quorum.marketdata.files import OhlcvFileError, Rejections, SeriesId, candles, infer_series, read_rows
 from quorum.runtime.settings import DEV_DATABASE_URL
 from quorum.types import TradingMode
+
 from services.gateway.service import GatewaySettings
 from services.risk.service import RiskSettings
 

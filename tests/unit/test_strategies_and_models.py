@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
-
 from quorum.domain.models import MomentumBaseline
 from quorum.domain.strategies import RsiStrategy
 from quorum.types import Action
@@ -112,7 +111,7 @@ def test_baseline_is_strictly_increasing_over_realistic_distances() -> None:
     grid = [i / 1000 for i in range(-300, 301)]
     ps = [MODEL.predict({"close_over_ema": x}) for x in grid]
 
-    assert all(a < b for a, b in zip(ps, ps[1:]))
+    assert all(a < b for a, b in zip(ps, ps[1:], strict=False))
 
 
 def test_baseline_is_symmetric_about_the_ema() -> None:

@@ -6,7 +6,6 @@ from collections import Counter
 
 import pytest
 from helpers import T0, candle, fill
-
 from quorum.clock import TestClock
 from quorum.events import new_envelope, registered_types
 from quorum.events.base import Payload

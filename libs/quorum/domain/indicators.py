@@ -46,6 +46,10 @@ class RSI:
     _avg_gain: float | None = None
     _avg_loss: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.period < 1:
+            raise ValueError("period must be >= 1")
+
     def update(self, x: float) -> float | None:
         if self._prev is None:
             self._prev = x

@@ -99,7 +99,7 @@ class Position:
     realized_pnl: Decimal = ZERO
     fees_paid: Decimal = ZERO
 
-    def apply_fill(self, side: Side, qty: Decimal, price: Decimal, fee_in_quote: Decimal) -> "Position":
+    def apply_fill(self, side: Side, qty: Decimal, price: Decimal, fee_in_quote: Decimal) -> Position:
         if side is Side.BUY:
             new_qty = self.quantity + qty
             avg = (self.quantity * self.avg_cost + qty * price) / new_qty

@@ -42,11 +42,11 @@ class OrderState:
     def average_price(self) -> Decimal | None:
         return None if self.filled_quantity == 0 else self.quote_spent / self.filled_quantity
 
-    def to(self, target: S) -> "OrderState":
+    def to(self, target: S) -> OrderState:
         check_transition(self.status, target)
         return replace(self, status=target)
 
-    def apply_fill(self, qty: Decimal, price: Decimal, fee: Decimal) -> "OrderState":
+    def apply_fill(self, qty: Decimal, price: Decimal, fee: Decimal) -> OrderState:
         filled = self.filled_quantity + qty
         if filled > self.quantity:
             raise ValueError(f"overfill: {filled} > {self.quantity}")

@@ -18,8 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from quorum.clock import Clock
 from quorum.ids import stable_uuid
+from quorum.types import Exchange, Symbol, Timeframe
 
-_REGISTRY: dict[str, type["Payload"]] = {}
+_REGISTRY: dict[str, type[Payload]] = {}
 
 
 def _snake(name: str) -> str:
@@ -69,6 +70,15 @@ class Payload(Frozen):
 
     def routing_values(self) -> dict[str, str]:
         return {k: str(getattr(self, k)) for k in self.ROUTING}
+
+
+class SeriesPoint(Payload):
+    """Base for payloads about one point of a market series (a candle and what is derived from it)."""
+
+    exchange: Exchange
+    symbol: Symbol
+    timeframe: Timeframe
+    ts: AwareDatetime = Field(description="open time of the candle this is about")
 
 
 P = TypeVar("P", bound=Payload)

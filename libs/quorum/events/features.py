@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime
-
-from quorum.events.base import Payload
-from quorum.types import Exchange, PositiveDecimal, Symbol, Timeframe
+from quorum.events.base import SeriesPoint
+from quorum.types import PositiveDecimal
 
 
-class FeaturesComputed(Payload):
+class FeaturesComputed(SeriesPoint):
     """Indicator values at candle ``ts``; ``None`` marks a value still in its warm-up."""
 
     FAMILY = "features"
     ROUTING = ("exchange", "symbol", "timeframe")
 
-    exchange: Exchange
-    symbol: Symbol
-    timeframe: Timeframe
-    ts: AwareDatetime
     feature_set: str
     close: PositiveDecimal
     values: dict[str, float | None]

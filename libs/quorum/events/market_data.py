@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, model_validator
+from pydantic import model_validator
 
-from quorum.events.base import Payload
-from quorum.types import Exchange, NonNegativeDecimal, PositiveDecimal, Symbol, Timeframe
+from quorum.events.base import SeriesPoint
+from quorum.types import NonNegativeDecimal, PositiveDecimal
 
 
-class CandleClosed(Payload):
+class CandleClosed(SeriesPoint):
     """A candle that has closed; ``ts`` is its open time (exchange convention)."""
 
     FAMILY = "md"
     ROUTING = ("exchange", "symbol", "timeframe")
 
-    exchange: Exchange
-    symbol: Symbol
-    timeframe: Timeframe
-    ts: AwareDatetime
     open: PositiveDecimal
     high: PositiveDecimal
     low: PositiveDecimal
@@ -25,7 +21,7 @@ class CandleClosed(Payload):
     volume: NonNegativeDecimal
 
     @model_validator(mode="after")
-    def _consistent(self) -> "CandleClosed":
+    def _consistent(self) -> CandleClosed:
         if self.high < self.low:
             raise ValueError("high < low")
         if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from quorum.events.base import Payload
-from quorum.types import Exchange, Symbol, Timeframe
+from quorum.events.base import SeriesPoint
 
 
-class PredictionMade(Payload):
+class PredictionMade(SeriesPoint):
     FAMILY = "predictions"
     ROUTING = ("exchange", "symbol", "timeframe")
 
-    exchange: Exchange
-    symbol: Symbol
-    timeframe: Timeframe
-    ts: AwareDatetime
     model_name: str
     model_version: str
     feature_set: str

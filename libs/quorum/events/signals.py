@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from quorum.events.base import Frozen, Payload
-from quorum.types import Action, CouncilMode, Exchange, PositiveDecimal, Symbol, Timeframe
+from quorum.events.base import Frozen, SeriesPoint
+from quorum.types import Action, CouncilMode, PositiveDecimal
 
 
 class Vote(Frozen):
@@ -16,16 +16,12 @@ class Vote(Frozen):
     reason_codes: tuple[str, ...] = ()
 
 
-class DecisionMade(Payload):
+class DecisionMade(SeriesPoint):
     """The council's decision for one candle. HOLD decisions are published too: they explain inaction."""
 
     FAMILY = "council"
     ROUTING = ("exchange", "symbol")
 
-    exchange: Exchange
-    symbol: Symbol
-    timeframe: Timeframe
-    ts: AwareDatetime
     mode: CouncilMode
     action: Action
     confidence: float = Field(ge=0.0, le=1.0)

