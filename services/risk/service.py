@@ -114,6 +114,7 @@ class RiskService(Service):
         o: OrderUpdated = ctx.message.payload
         if not o.status.is_terminal:
             return
+        await self._cash(ctx)  # lock order as in on_decision (balances, then position): no deadlock
         pos = await self._position_row(ctx, o.exchange, o.symbol)
         if pos.pending_client_order_id != o.client_order_id:
             return  # not ours to settle (already settled, or placed before this projection existed)
@@ -123,7 +124,6 @@ class RiskService(Service):
             cash_delta, qty_delta = -(o.quote_spent + fees_in_quote), o.filled_quantity
         else:
             cash_delta, qty_delta = o.quote_spent - fees_in_quote, -o.filled_quantity
-        await self._cash(ctx)
         await self._add_cash(ctx, pos.reserved_cash + cash_delta)
         await ctx.conn.execute(update(risk_positions).where(
             risk_positions.c.exchange == o.exchange, risk_positions.c.symbol == o.symbol,

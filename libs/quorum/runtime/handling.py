@@ -19,6 +19,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quorum.bus.publisher import Publisher
@@ -64,6 +65,23 @@ class Context:
 Handler = Callable[[Context], Awaitable[None]]
 
 
+class _Abandoned(Exception):
+    """Gave up on a message because the service is stopping; it stays unacknowledged."""
+
+
+INFRASTRUCTURE_ERRORS = (DBAPIError, OSError, ConnectionError)
+
+
+def _is_connectivity(exc: BaseException) -> bool:
+    """True for 'cannot talk to the database', False for errors the message itself causes."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, (OSError, ConnectionError)) or (
+            type(exc.orig).__name__ in {"ConnectionDoesNotExistError", "CannotConnectNowError",
+                                         "ConnectionFailureError", "InterfaceError"}
+        )
+    return True
+
+
 def _backoff(delivered: int) -> float:
     return min(0.5 * 2 ** (delivered - 1), 10.0)
 
@@ -92,6 +110,7 @@ class ConsumerLoop:
         self._on_commit = on_commit
         self._batch = batch
         self._sub: Any = None
+        self._stopping: asyncio.Event | None = None
 
     async def bind(self) -> None:
         """Bind to the provisioned durable; raises if provisioning has not declared it yet."""
@@ -107,6 +126,7 @@ class ConsumerLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self._sub is not None, "bind() first"
+        self._stopping = stop
         while not stop.is_set():
             try:
                 msgs = await self._next_batch()
@@ -144,14 +164,9 @@ class ConsumerLoop:
         tok_e = logs.event_id.set(str(envelope.event_id))
         started = time.perf_counter()
         try:
-            async with self._engine.begin() as conn:
-                if await claim(conn, self.spec.durable, envelope.event_id):
-                    ctx = Context(conn=conn, clock=self._clock, service=self._service, envelope=envelope)
-                    await self._handler(ctx)
-                    await enqueue(conn, self._service, ctx.emitted)
-                else:
-                    DUPLICATES.labels(*labels).inc()
-                    ctx = None
+            ctx = await self._apply_when_infrastructure_allows(envelope, msg)
+        except _Abandoned:
+            return  # stopping while the database is away: not acked, so it is redelivered later
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
             HANDLER_ERRORS.labels(*labels).inc()
             if delivered >= self.spec.max_deliver:
@@ -173,6 +188,36 @@ class ConsumerLoop:
                 fn()
             if ctx.emitted:
                 self._on_commit()
+
+    async def _apply(self, envelope: Envelope[Any]) -> Context | None:
+        """One transaction: inbox claim, handler, outbox. None when the inbox already had the event."""
+        async with self._engine.begin() as conn:
+            if not await claim(conn, self.spec.durable, envelope.event_id):
+                DUPLICATES.labels(self._service, self.spec.durable).inc()
+                return None
+            ctx = Context(conn=conn, clock=self._clock, service=self._service, envelope=envelope)
+            await self._handler(ctx)
+            await enqueue(conn, self._service, ctx.emitted)
+            return ctx
+
+    async def _apply_when_infrastructure_allows(self, envelope: Envelope[Any], msg: Msg) -> Context | None:
+        """An unreachable database is not the message's fault: keep the message (extending its ack
+        deadline) and retry until the database is back, instead of burning deliveries into the DLQ."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._apply(envelope)
+            except INFRASTRUCTURE_ERRORS as exc:
+                if not _is_connectivity(exc):
+                    raise
+                if self._stopping is not None and self._stopping.is_set():
+                    raise _Abandoned() from exc
+                log.warning("database unavailable (%s); holding %s and retrying in %.1fs",
+                            str(exc).splitlines()[0][:200], envelope.event_type, delay)
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _ack(self, msg: Msg) -> None:
         await msg.ack()

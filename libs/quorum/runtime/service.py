@@ -61,6 +61,7 @@ class Service:
         self.settings = settings
         self.clock: Clock = clock or LiveClock()
         self.state = LifecycleState.INITIALIZED
+        self.failed = False
         self.stopping = asyncio.Event()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -163,6 +164,7 @@ class Service:
         try:
             await self.start()
         except Exception:
+            self.failed = True
             self._set_state(LifecycleState.FAILED)
             log.exception("start failed")
             await self.stop()
@@ -181,6 +183,7 @@ class Service:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None and not self.stopping.is_set():
             log.error("background task crashed: %r", task.exception(), exc_info=task.exception())
+            self.failed = True
             self._set_state(LifecycleState.FAILED)
             self.stopping.set()  # fail loudly: the supervisor (compose / quorum dev) restarts the process
 
@@ -286,6 +289,9 @@ def main_for(service_cls: type[Service], settings_cls: type[ServiceSettings]) ->
         except ValueError as exc:  # pydantic's ValidationError included: say what is wrong, exit non-zero
             raise SystemExit(f"{service_cls.NAME}: invalid configuration:\n{exc}") from None
         setup_logging(service_cls.NAME, settings.log_level)
-        asyncio.run(service_cls(settings).run_forever())
+        service = service_cls(settings)
+        asyncio.run(service.run_forever())
+        if service.failed:
+            raise SystemExit(1)  # a supervisor (compose, quorum dev) restarts it
 
     return main
