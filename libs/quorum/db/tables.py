@@ -75,6 +75,48 @@ replay_checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+backfill_checkpoints = Table(
+    "backfill_checkpoints",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("next_since", DateTime(timezone=True), nullable=False, comment="resume fetching from here"),
+    Column("rows_written", BigInteger, nullable=False),
+    Column("rows_rejected", BigInteger, nullable=False),
+    Column("completed", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("exchange", "symbol", "timeframe"),
+)
+
+candle_corrections = Table(
+    "candle_corrections",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    _ts(),
+    Column("previous", JSONB, nullable=False),
+    Column("corrected", JSONB, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    _created(),
+)
+
+order_book_snapshots = Table(
+    "order_book_snapshots",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    _ts(),
+    Column("depth", Integer, nullable=False),
+    Column("bids", JSONB, nullable=False, comment="[[price, quantity], ...] best first, decimal strings"),
+    Column("asks", JSONB, nullable=False, comment="[[price, quantity], ...] best first, decimal strings"),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol", "ts"),
+    Index("ix_order_book_snapshots_time", "ts"),
+)
+
 features = Table(
     "features",
     metadata,
@@ -351,4 +393,4 @@ outbox = Table(
     Index("ix_outbox_service_id", "service", "id"),
 )
 
-HYPERTABLES = ("candles", "features", "predictions", "equity")
+HYPERTABLES = ("candles", "features", "predictions", "equity", "order_book_snapshots")

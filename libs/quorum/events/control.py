@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from quorum.events.base import Payload
 
@@ -59,3 +59,21 @@ class ControlRefused(Payload):
     command_type: str
     reason_code: str
     detail: str = ""
+
+
+class StartBackfill(_Command):
+    """Ask market data to backfill history (REST, paginated, resumable) for these series."""
+
+    FAMILY = "control"
+
+    exchange: str = Field(pattern=r"^[a-z0-9_]+$")
+    symbols: tuple[str, ...] = Field(min_length=1, max_length=100)
+    timeframes: tuple[str, ...] = Field(min_length=1, max_length=8)
+    since: AwareDatetime
+    until: AwareDatetime | None = None
+
+
+class BackfillStarted(_Confirmation):
+    FAMILY = "control"
+
+    series: int = Field(ge=0, description="number of (symbol, timeframe) series scheduled")
