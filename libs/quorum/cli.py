@@ -1,4 +1,4 @@
-"""``quorum``: the operator's command line (start the native stack, migrate, provision)."""
+"""``quorum``: the operator's command line (start the native stack, migrate, provision, backfill)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("provision", help="create/update JetStream streams, consumers and KV buckets (NATS_URL)")
     pr.set_defaults(func=cmd_provision)
+
+    from quorum.marketdata import backfill_cli
+
+    backfill_cli.add_parser(sub)
 
     d = sub.add_parser("dev", help="run the whole system natively (embedded NATS + PostgreSQL unless URLs given)")
     d.add_argument("--replay", type=Path, default=None,

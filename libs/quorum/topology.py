@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from quorum.events.base import Payload
-from quorum.events.control import AuthorizeRouting, DisconnectRouting, HaltTrading, ResumeTrading
+from quorum.events.control import AuthorizeRouting, DisconnectRouting, HaltTrading, ResumeTrading, StartBackfill
 from quorum.events.features import FeaturesComputed
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
@@ -92,6 +92,7 @@ STREAMS = (
 )
 
 CONSUMERS = (
+    ConsumerSpec("market-data-control", "CONTROL", (_all(StartBackfill),), "market_data"),
     ConsumerSpec("features-candles", "MD", (_all(CandleClosed),), "features"),
     ConsumerSpec("inference-features", "FEATURES", (_all(FeaturesComputed),), "inference"),
     ConsumerSpec("council-predictions", "PREDICTIONS", (_all(PredictionMade),), "council"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 T = TypeVar("T")
 
@@ -114,3 +115,33 @@ class ControlResult(BaseModel):
     command_id: str
     confirmation: str | None = None
     detail: str = ""
+
+
+class BackfillRequest(ControlRequest):
+    exchange: str = Field(default="binance", pattern=r"^[a-z0-9_]+$", examples=["binance"])
+    symbols: tuple[str, ...] = Field(min_length=1, max_length=100, examples=[["BTC/USDT", "ETH/USDT"]])
+    timeframes: tuple[str, ...] = Field(default=("1h",), min_length=1, max_length=8, examples=[["1h", "1d"]])
+    since: AwareDatetime = Field(examples=["2023-01-01T00:00:00Z"])
+    until: AwareDatetime | None = None
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in v if not re.fullmatch(r"[A-Z0-9]+/[A-Z0-9]+", s)]
+        if bad:
+            raise ValueError(f"symbols must look like BASE/QUOTE: {bad}")
+        return v
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [t for t in v if not re.fullmatch(r"[0-9]+[mhdw]", t)]
+        if bad:
+            raise ValueError(f"timeframes must look like 1m, 5m, 1h, 1d: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> BackfillRequest:
+        if self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self

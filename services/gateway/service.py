@@ -22,21 +22,27 @@ from nats.js.errors import NoKeysError, NotFoundError
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import audit_log, candles, fills, ledger_entries, oms_state, orders, positions, risk_state
-from quorum.events.audit import ActionAudited
 from quorum.events.base import Payload, UndecodableMessage, decode
-from quorum.events.control import AuthorizeRouting, ControlRefused, DisconnectRouting, HaltTrading, ResumeTrading
-from quorum.ids import stable_uuid
+from quorum.events.control import (
+    AuthorizeRouting,
+    ControlRefused,
+    DisconnectRouting,
+    HaltTrading,
+    ResumeTrading,
+    StartBackfill,
+)
+from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.subjects import family_wildcard
 from quorum.types import OrderStatus
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schemas import (
     AuditOut,
+    BackfillRequest,
     BalanceOut,
     ControlRequest,
     ControlResult,
@@ -188,18 +194,27 @@ class GatewayService(Service):
         control_route("/controls/routing/authorize", AuthorizeRouting, "routing_authorize")
         control_route("/controls/routing/disconnect", DisconnectRouting, "routing_disconnect")
 
+        @app.post("/controls/backfill", response_model=ControlResult, tags=["controls"],
+                  responses={504: {"model": ControlResult, "description": "no confirmation in time"}})
+        async def control_backfill(actor: Actor, body: BackfillRequest) -> Any:
+            """Start a resumable REST backfill in the market-data service (history goes to the database)."""
+            return await self.control(StartBackfill, "backfill", actor, body.reason,
+                                      **body.model_dump(exclude={"reason"}))
+
     # --- controls -------------------------------------------------------------------------------------
-    async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str) -> Any:
+    async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str,
+                      **fields: Any) -> Any:
         """Publish the command with its audit row (one transaction), then wait for the confirmation."""
         request_id = uuid.uuid4()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
         async def send(ctx: Context) -> uuid.UUID:
-            env = ctx.emit(command_cls(actor=actor, reason=reason), key=str(request_id))  # type: ignore[call-arg]
+            command = command_cls(actor=actor, reason=reason, **fields)  # type: ignore[call-arg]
+            env = ctx.emit(command, key=str(request_id))
             self._waiters[env.event_id] = fut
-            await self._audit(ctx, actor, action, "REQUESTED", {"command_id": str(env.event_id), "reason": reason},
-                              env.event_id)
+            details = {"command_id": str(env.event_id), **command.model_dump(mode="json", exclude={"actor"})}
+            await self._audit(ctx, actor, action, "REQUESTED", details, env.event_id)
             return env.event_id
 
         command_id = await self.transact(send)
@@ -231,14 +246,8 @@ class GatewayService(Service):
 
     async def _audit(self, ctx: Context, actor: str, action: str, outcome: str, details: dict[str, Any],
                      command_id: uuid.UUID) -> None:
-        event_id = stable_uuid("audit", command_id, outcome)
-        mode = self.settings.trading_mode.value
-        await ctx.conn.execute(insert(audit_log).values(
-            ts=ctx.clock.now(), actor=actor, action=action, mode=mode, risk_profile=self.settings.risk_profile,
-            status=outcome, details=details, event_id=event_id,
-        ))
-        ctx.emit(ActionAudited(actor=actor, action=action, mode=mode, risk_profile=self.settings.risk_profile,
-                               status=outcome, details=details), key=str(event_id))
+        await record_audit(ctx, actor=actor, action=action, mode=self.settings.trading_mode.value,
+                           risk_profile=self.settings.risk_profile, status=outcome, details=details, key=command_id)
 
     async def _health(self) -> dict[str, ServiceHealth]:
         if self.js is None:

@@ -1,7 +1,9 @@
-"""Replays an OHLCV file as closed candles: each batch is written to ``candles`` and committed *before* it
-is published, so any consumer that sees a candle on the bus can also find it (and its predecessors) in the
-database. Event ids derive from (exchange, symbol, timeframe, open time): a replay is deterministic, and
-re-running it publishes nothing new (server de-duplication, then consumers' inboxes)."""
+"""Market data: a file replay or live exchange feeds (``source``), plus REST backfills on command.
+
+The replay writes each batch to ``candles`` and commits it *before* publishing it, so any consumer that sees a
+candle on the bus can also find it (and its predecessors) in the database. Event ids derive from (exchange,
+symbol, timeframe, open time): a replay is deterministic, and re-running it publishes nothing new (server
+de-duplication, then consumers' inboxes)."""
 
 from __future__ import annotations
 
@@ -9,21 +11,29 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Counter
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import candles as candles_t
 from quorum.db.tables import replay_checkpoints
 from quorum.events.base import Envelope, new_envelope
+from quorum.events.control import BackfillStarted, StartBackfill
 from quorum.events.market_data import CandleClosed
+from quorum.marketdata.backfill import backfill, format_progress
+from quorum.marketdata.backfill_cli import make_exchange
 from quorum.marketdata.files import Rejections, SeriesId, candles, infer_series, read_rows
+from quorum.marketdata.universe import get_universe
+from quorum.marketdata.validation import candle_key
+from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import timeframe_seconds
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+
+from .live import LivePipeline
 
 log = logging.getLogger("quorum.market_data")
 ROWS = Counter("quorum_md_rows_total", "Replay rows by outcome", ["outcome"])
@@ -40,6 +50,22 @@ class MarketDataSettings(ServiceSettings):
     exchange: str | None = None
     symbol: str | None = None
     timeframe: str | None = None
+    source: Literal["replay", "live", "none"] | None = Field(
+        default=None, description="default: replay when a replay file is set, else none")
+    live_exchange: str = Field(default="binance", pattern=r"^[a-z0-9_]+$")
+    live_secondary: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$",
+                                       description="fallback source for the same symbols")
+    universe: str = "v1"
+    live_symbols: tuple[str, ...] = Field(default=(), description="overrides the universe when given")
+    live_timeframes: tuple[str, ...] = ("1m",)
+    book_depth: int = Field(default=20, ge=0, le=1000, description="top-N levels per snapshot; 0 = off")
+    book_interval_s: float = Field(default=1.0, gt=0)
+    poll_every_s: float = Field(default=5.0, gt=0, description="REST polling period where there is no socket")
+    gap_repair_interval_s: float = Field(default=300.0, ge=0, description="0 = off")
+    gap_lookback_h: float = Field(default=48.0, gt=0)
+    exchange_urls: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="JSON: per exchange, ccxt URL overrides (mirrors, local fakes)")
+    backfill_base_url: str | None = Field(default=None, description="REST base URL override for backfills")
 
     @field_validator("replay_file")
     @classmethod
@@ -47,6 +73,15 @@ class MarketDataSettings(ServiceSettings):
         if v is not None and not v.is_file():
             raise ValueError(f"replay file {v} does not exist")
         return v
+
+    @model_validator(mode="after")
+    def _source(self) -> MarketDataSettings:
+        if self.source is None:
+            object.__setattr__(self, "source", "replay" if self.replay_file else "none")
+        if self.source == "replay" and self.replay_file is None:
+            raise ValueError("source=replay needs QUORUM_MARKET_DATA_REPLAY_FILE")
+        get_universe(self.universe)  # unknown versions fail at start-up, not at first use
+        return self
 
     def series(self) -> SeriesId:
         assert self.replay_file is not None
@@ -67,8 +102,50 @@ class MarketDataService(Service):
     settings: MarketDataSettings
     _rejected_reported = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backfills: set[asyncio.Task[Any]] = set()
+
     def tasks(self) -> list[Any]:
-        return [self.replay] if self.settings.replay_file else []
+        if self.settings.source == "replay":
+            return [self.replay]
+        if self.settings.source == "live":
+            return [LivePipeline(self).run]
+        return []
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"market-data-control": self.on_control}
+
+    async def on_control(self, ctx: Context) -> None:
+        """Acknowledge a backfill command, then run it after the commit (it can take hours)."""
+        cmd: StartBackfill = ctx.message.payload
+        series = [(sym, tf) for sym in cmd.symbols for tf in cmd.timeframes]
+        ctx.emit(BackfillStarted(actor=cmd.actor, reason=cmd.reason, series=len(series)))
+        ctx.after_commit.append(lambda: self._start_backfill(cmd, series))
+
+    def _start_backfill(self, cmd: StartBackfill, series: list[tuple[str, str]]) -> None:
+        task = asyncio.ensure_future(self._backfill(cmd, series))
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
+
+    async def _backfill(self, cmd: StartBackfill, series: list[tuple[str, str]]) -> None:
+        assert self.engine is not None
+        exchange = make_exchange(cmd.exchange, base_url=self.settings.backfill_base_url)
+        try:
+            report = await backfill(exchange, self.engine, exchange_id=cmd.exchange, series=series, since=cmd.since,
+                                    until=cmd.until, clock=self.clock,
+                                    progress=lambda p: log.info("backfill %s", format_progress(p)))
+            log.info("backfill done: %d fetched, %d inserted, rejected %s", report.fetched, report.inserted,
+                     dict(report.rejected))
+        except Exception:
+            log.exception("backfill of %s failed; a new request resumes from its checkpoints", series)
+        finally:
+            await exchange.close()
+
+    async def on_stop(self) -> None:
+        for task in list(self._backfills):
+            task.cancel()  # committed pages stay; the checkpoint says where to resume
+        await asyncio.gather(*self._backfills, return_exceptions=True)
 
     async def replay(self) -> None:
         s = self.settings
@@ -110,7 +187,7 @@ class MarketDataService(Service):
         assert self.engine is not None and self.publisher is not None
         envelopes: list[Envelope[CandleClosed]] = [
             new_envelope(c, clock=self.clock, source=self.NAME, event_time=c.ts + timedelta(seconds=step),
-                         key=f"{c.exchange}|{c.symbol}|{c.timeframe}|{c.ts.isoformat()}")
+                         key=candle_key(c))
             for c in batch
         ]
         rows = [

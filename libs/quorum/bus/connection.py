@@ -18,8 +18,12 @@ async def connect(url: str, *, name: str, initial_retry_s: float = 1.0) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
+    client: list[NATS] = []
+
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # our own shutdown, not an outage
+        log.warning("nats disconnected; reconnecting")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected")
@@ -27,7 +31,7 @@ async def connect(url: str, *, name: str, initial_retry_s: float = 1.0) -> NATS:
     attempt = 0
     while True:
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 servers=[url],
                 name=name,
                 max_reconnect_attempts=-1,  # forever
@@ -39,6 +43,8 @@ async def connect(url: str, *, name: str, initial_retry_s: float = 1.0) -> NATS:
                 reconnected_cb=on_reconnected,
                 drain_timeout=10,
             )
+            client.append(nc)
+            return nc
         except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
             attempt += 1
             delay = min(initial_retry_s * 2 ** min(attempt, 5), 15.0)

@@ -64,9 +64,9 @@ class OrderBookSnapshotted(Payload):
 
     @model_validator(mode="after")
     def _sorted(self) -> OrderBookSnapshotted:
-        if any(a.price <= b.price for a, b in zip(self.bids[1:], self.bids, strict=False)):
+        if any(a.price >= b.price for a, b in zip(self.bids[1:], self.bids, strict=False)):  # (next, previous)
             raise ValueError("bids must be strictly descending")
-        if any(a.price >= b.price for a, b in zip(self.asks[1:], self.asks, strict=False)):
+        if any(a.price <= b.price for a, b in zip(self.asks[1:], self.asks, strict=False)):
             raise ValueError("asks must be strictly ascending")
         if self.bids and self.asks and self.bids[0].price >= self.asks[0].price:
             raise ValueError("crossed book: best bid >= best ask")

@@ -23,6 +23,12 @@ class SeriesId:
     timeframe: str
 
 
+def candle_key(candle: CandleClosed) -> str:
+    """The natural key a candle's event id derives from; every source (replay, backfill, live) must use this one,
+    or the same candle would get two ids and be stored and published twice."""
+    return f"{candle.exchange}|{candle.symbol}|{candle.timeframe}|{candle.ts.isoformat()}"
+
+
 @dataclass
 class Rejections:
     counts: Counter[str] = field(default_factory=Counter)
@@ -35,7 +41,7 @@ class Rejections:
         return sum(self.counts.values())
 
 
-def _decimal(x: object) -> Decimal:
+def to_decimal(x: object) -> Decimal:
     """Exact for text; floats (ccxt's OHLCV) go through their shortest repr, i.e. the exchange's digits."""
     if isinstance(x, float):
         return Decimal(repr(x))
@@ -66,7 +72,7 @@ class CandleValidator:
         if ts + self.step > now:
             return self._reject("not_closed_or_future")
         try:
-            values = [_decimal(x) for x in (o, h, lo, c, v)]
+            values = [to_decimal(x) for x in (o, h, lo, c, v)]
         except (InvalidOperation, TypeError, ValueError):
             return self._reject("not_a_number")
         if any(not x.is_finite() for x in values):
