@@ -26,6 +26,8 @@ from typing import Any
 from aiohttp import web
 from quorum.types import timeframe_seconds
 
+from tests.fakes.binance_common import exchange_info
+
 _FILE = re.compile(r"^binance_(?P<id>[A-Z0-9]+)_(?P<interval>\d+[mhdw])\.csv$")
 _QUOTES = ("USDT", "USDC", "BTC", "ETH", "EUR")
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
@@ -256,17 +258,7 @@ class FakeBinance:
         with self._lock:
             symbols = [self._info.get(mid) or self._info.setdefault(mid, self._symbol_info(mid))
                        for mid in self._markets()]
-        return web.json_response({
-            "timezone": "UTC",
-            "serverTime": 0,
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-            ],
-            "exchangeFilters": [],
-            "symbols": symbols,
-        }, headers=self._headers())
+        return web.json_response(exchange_info(symbols), headers=self._headers())
 
     def _symbol_info(self, mid: str) -> dict[str, Any]:
         """Filters derived from the served prices: tick = the finest price step seen, lot = the finest volume."""

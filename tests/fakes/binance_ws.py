@@ -28,6 +28,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from quorum.types import timeframe_seconds
 
+from tests.fakes.binance_common import exchange_info
+
 ZERO = "0.00000000"
 _FILTERS = {  # (tickSize, stepSize) as Binance lists them for these spot markets
     "BTCUSDT": ("0.01000000", "0.00001000"),
@@ -371,17 +373,7 @@ class FakeBinance:
         return web.json_response({})
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "timezone": "UTC",
-            "serverTime": 0,
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-            ],
-            "exchangeFilters": [],
-            "symbols": [_market(s) for s in self.symbols],
-        })
+        return web.json_response(exchange_info([_market(s) for s in self.symbols]))
 
     def _symbol(self, request: web.Request) -> str:
         symbol = request.query.get("symbol", "")
