@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from quorum.devstack import SERVICES, Stack  # noqa: E402
+
 from tests.support import run_sql  # noqa: E402
 
 DATA = Path(os.environ.get("QUORUM_DATA_DIR", REPO.parent / "shared" / "data"))
