@@ -10,9 +10,9 @@ from datetime import datetime
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import candles, features
-from quorum.domain.indicators import FeatureSpec, FeatureState
 from quorum.events.features import FeaturesComputed
 from quorum.events.market_data import CandleClosed
+from quorum.indicators import FeatureEngine, FeatureSetSpec
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
@@ -26,8 +26,10 @@ class FeaturesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUORUM_FEATURES_", extra="ignore", frozen=True)
 
     http_port: int = 8102
-    rsi_period: int = Field(default=14, ge=1, le=1000)
-    ema_period: int = Field(default=20, ge=1, le=1000)
+    feature_set: FeatureSetSpec = Field(
+        default_factory=FeatureSetSpec,
+        description="JSON feature-set spec (indicators, parameters, normalizations); default: the full set",
+    )
 
 
 class FeaturesService(Service):
@@ -36,22 +38,22 @@ class FeaturesService(Service):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.spec = FeatureSpec(rsi_period=self.settings.rsi_period, ema_period=self.settings.ema_period)
-        self._state: dict[SeriesKey, tuple[datetime, FeatureState]] = {}
+        self.spec = self.settings.feature_set
+        self._state: dict[SeriesKey, tuple[datetime, FeatureEngine]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"features-candles": self.on_candle}
 
-    async def _rebuild(self, ctx: Context, key: SeriesKey, before: datetime) -> FeatureState:
-        state = FeatureState(self.spec)
+    async def _rebuild(self, ctx: Context, key: SeriesKey, before: datetime) -> FeatureEngine:
+        state = FeatureEngine(self.spec)
         rows = await ctx.conn.stream(
-            select(candles.c.close)
+            select(candles.c.ts, candles.c.open, candles.c.high, candles.c.low, candles.c.close, candles.c.volume)
             .where(candles.c.exchange == key[0], candles.c.symbol == key[1], candles.c.timeframe == key[2],
                    candles.c.ts < before)
             .order_by(candles.c.ts)
         )
-        async for (close,) in rows:
-            state.update(float(close))
+        async for row in rows:
+            state.update(row)  # a stored candle row reads like a candle: ts, open, high, low, close, volume
         return state
 
     async def on_candle(self, ctx: Context) -> None:
@@ -62,7 +64,7 @@ class FeaturesService(Service):
             state = copy.deepcopy(known[1])  # mutate a copy; adopt it only once the transaction commits
         else:
             state = await self._rebuild(ctx, key, candle.ts)
-        values = state.update(float(candle.close))
+        values = state.update(candle)
         out = ctx.emit(FeaturesComputed(exchange=candle.exchange, symbol=candle.symbol, timeframe=candle.timeframe,
                                         ts=candle.ts, feature_set=self.spec.version, close=candle.close,
                                         values=values))
