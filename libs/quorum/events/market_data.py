@@ -8,10 +8,9 @@ from quorum.events.base import Frozen, Payload, SeriesPoint
 from quorum.types import Exchange, NonNegativeDecimal, PositiveDecimal, Symbol
 
 
-class CandleClosed(SeriesPoint):
-    """A candle that has closed; ``ts`` is its open time (exchange convention)."""
+class _Ohlcv(SeriesPoint):
+    """The values of one candle, consistent by construction (shared by closes and corrections)."""
 
-    FAMILY = "md"
     ROUTING = ("exchange", "symbol", "timeframe")
 
     open: PositiveDecimal
@@ -21,7 +20,7 @@ class CandleClosed(SeriesPoint):
     volume: NonNegativeDecimal
 
     @model_validator(mode="after")
-    def _consistent(self) -> CandleClosed:
+    def _consistent(self) -> _Ohlcv:
         if self.high < self.low:
             raise ValueError("high < low")
         if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
@@ -29,18 +28,18 @@ class CandleClosed(SeriesPoint):
         return self
 
 
-class CandleCorrected(SeriesPoint):
+class CandleClosed(_Ohlcv):
+    """A candle that has closed; ``ts`` is its open time (exchange convention)."""
+
+    FAMILY = "md"
+
+
+class CandleCorrected(_Ohlcv):
     """The exchange revised a candle that was already published: the new values, and the ones replaced.
     Published instead of silently overwriting, so consumers can decide what to recompute."""
 
     FAMILY = "md"
-    ROUTING = ("exchange", "symbol", "timeframe")
 
-    open: PositiveDecimal
-    high: PositiveDecimal
-    low: PositiveDecimal
-    close: PositiveDecimal
-    volume: NonNegativeDecimal
     previous: CandleClosed
 
 
