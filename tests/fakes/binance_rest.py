@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from quorum.types import timeframe_seconds
 
-from tests.fakes.binance_common import exchange_info
+from tests.fakes.binance_common import exchange_info, spot_market
 
 _FILE = re.compile(r"^binance_(?P<id>[A-Z0-9]+)_(?P<interval>\d+[mhdw])\.csv$")
 _QUOTES = ("USDT", "USDC", "BTC", "ETH", "EUR")
@@ -276,30 +276,7 @@ class FakeBinance:
 
         tick = finest((v for r in sample for v in r[1:5]), 2)
         step = finest((r[5] for r in sample), 0)
-        return {
-            "symbol": mid, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote,
-            "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                           "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": True,
-            "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000", "tickSize": tick},
-                {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00000000", "stepSize": step},
-                {"filterType": "ICEBERG_PARTS", "limit": 10},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "100.00000000",
-                 "stepSize": "0.00000000"},
-                {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-                {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-                {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
-            ],
-            "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
-            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }
+        return spot_market(mid, base, quote, tick=tick, step=step)
 
     async def _klines(self, request: web.Request) -> web.Response:
         """Binance semantics: open time in [startTime, endTime], ascending, at most ``limit`` (default 500,

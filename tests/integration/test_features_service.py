@@ -25,12 +25,6 @@ pytestmark = pytest.mark.integration
 FIRST, TOTAL = 120, 200
 
 
-@pytest.fixture
-def infra(monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, js: Any) -> str:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("NATS_URL", nats_url)
-    monkeypatch.setenv("QUORUM_ENVIRONMENT", "test")
-    return database_url
 
 
 async def stored_features(url: str) -> list[dict[str, float | None]]:
@@ -53,8 +47,8 @@ def replay(limit: int, csv: Any) -> MarketDataService:
     return MarketDataService(MarketDataSettings(http_port=free_port(), replay_file=csv, replay_limit=limit))
 
 
-async def test_features_survive_a_restart_and_equal_the_batch_computation(infra: str) -> None:
-    url = infra
+async def test_features_survive_a_restart_and_equal_the_batch_computation(infra: Any, database_url: str) -> None:
+    url = database_url
     csv = data_file("ohlcv", "binance_BTCUSDT_1h.csv")
     async with running(FeaturesService(FeaturesSettings(http_port=free_port()))):
         async with running(replay(FIRST, csv)):

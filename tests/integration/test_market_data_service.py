@@ -34,12 +34,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "integration-token-0123456789"
 
 
-@pytest.fixture
-def infra(monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, js: Any) -> Any:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("NATS_URL", nats_url)
-    monkeypatch.setenv("QUORUM_ENVIRONMENT", "test")
-    return js
 
 
 @contextlib.asynccontextmanager

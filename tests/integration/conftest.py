@@ -1,0 +1,16 @@
+"""Fixtures for in-process services: the environment a service reads, pointed at this test's servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def infra(monkeypatch: pytest.MonkeyPatch, database_url: str, nats_url: str, js: Any) -> Any:
+    """Services built in this test read these URLs; ``js`` has the topology provisioned."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("NATS_URL", nats_url)
+    monkeypatch.setenv("QUORUM_ENVIRONMENT", "test")
+    return js
