@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from quorum.events.base import Payload
-from quorum.events.control import AuthorizeRouting, DisconnectRouting, HaltTrading, ResumeTrading, StartBackfill
+from quorum.events.control import (
+    AuthorizeRouting,
+    DisconnectRouting,
+    HaltTrading,
+    ResumeTrading,
+    RiskProfileChanged,
+    SetCouncilMode,
+    SetRiskProfile,
+    StartBackfill,
+)
 from quorum.events.features import FeaturesComputed
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
@@ -98,7 +107,9 @@ CONSUMERS = (
     ConsumerSpec("council-predictions", "PREDICTIONS", (_all(PredictionMade),), "council"),
     ConsumerSpec("risk-decisions", "COUNCIL", (_all(DecisionMade),), "risk"),
     ConsumerSpec("risk-orders", "ORDERS", (_all(OrderUpdated),), "risk"),
-    ConsumerSpec("risk-control", "CONTROL", (_all(HaltTrading), _all(ResumeTrading)), "risk"),
+    ConsumerSpec("council-fills", "FILLS", (_all(OrderFilled),), "council"),
+    ConsumerSpec("council-control", "CONTROL", (_all(SetCouncilMode), _all(RiskProfileChanged)), "council"),
+    ConsumerSpec("risk-control", "CONTROL", (_all(HaltTrading), _all(ResumeTrading), _all(SetRiskProfile)), "risk"),
     ConsumerSpec("oms-intents", "ORDERS", (_all(OrderIntentApproved),), "oms"),
     ConsumerSpec("oms-fills", "FILLS", (_all(OrderFilled),), "oms"),
     ConsumerSpec("oms-venue", "VENUE", (_all(OrderRejected),), "oms"),

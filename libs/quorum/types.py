@@ -60,6 +60,25 @@ class CouncilMode(StrEnum):
     OFF = "OFF"
 
 
+class RiskProfile(StrEnum):
+    """Operator-chosen appetite: limits which strategy tags vote and how large positions get."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class Intent(StrEnum):
+    """Why a decision trades: risk sizes an entry, tops up a re-entry, or sells a fraction of the position."""
+
+    NONE = "NONE"
+    ENTRY = "ENTRY"
+    REENTRY = "REENTRY"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    DERISK = "DERISK"
+    EXIT = "EXIT"
+
+
 class Liquidity(StrEnum):
     MAKER = "MAKER"
     TAKER = "TAKER"

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from quorum.types import CouncilMode, RiskProfile
 
 T = TypeVar("T")
 
@@ -145,3 +146,106 @@ class BackfillRequest(ControlRequest):
         if self.until is not None and self.until <= self.since:
             raise ValueError("until must be after since")
         return self
+
+
+class CouncilModeRequest(ControlRequest):
+    exchange: str = Field(default="binance", pattern=r"^[a-z0-9_]+$", examples=["binance"])
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$", examples=["BTC/USDT"],
+                               description="omit to set the default for every symbol without its own setting")
+    mode: CouncilMode = Field(examples=["COUNCIL"])
+    threshold: float | None = Field(default=None, gt=0.0, le=1.0, examples=[0.45],
+                                    description="consensus threshold (Council mode); omit to keep the current one")
+    solo_strategy: str | None = Field(default=None, max_length=64, examples=["rsi"])
+    reenable_strategies: bool = Field(default=False, description="let strategies disabled after errors vote again")
+
+
+class RiskProfileRequest(ControlRequest):
+    profile: RiskProfile = Field(examples=["LOW"])
+
+
+class CouncilControlOut(_Out):
+    exchange: str
+    symbol: str = Field(description="'*' is the default for every symbol")
+    mode: str
+    threshold: float
+    solo_strategy: str | None
+    updated_by: str
+    updated_at: datetime
+
+
+class StrategyFailureOut(_Out):
+    exchange: str
+    symbol: str
+    strategy: str
+    error: str
+    decision_ts: datetime
+
+
+class CouncilOut(BaseModel):
+    risk_profile: str
+    controls: list[CouncilControlOut] = Field(description="explicit settings; symbols without one use the default")
+    disabled_strategies: list[StrategyFailureOut]
+
+
+class VoteOut(_Out):
+    strategy: str
+    producer: str
+    risk_tag: str
+    action: str
+    confidence: float
+    weight: float
+    eligible: bool
+    filtered_reason: str | None
+    reason_codes: list[str]
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    metadata: dict[str, Any]
+
+
+class DecisionOut(_Out):
+    decision_id: Any
+    exchange: str
+    symbol: str
+    timeframe: str
+    ts: datetime
+    mode: str
+    action: str
+    intent: str
+    fraction: Decimal
+    consensus: str
+    confidence: float
+    threshold: float
+    agreement: dict[str, float]
+    risk_profile: str
+    reason_codes: list[str]
+    model_versions: list[str]
+    feature_set: str
+    price: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    client_order_id: str | None
+    votes: list[VoteOut] = Field(default_factory=list)
+
+
+class CalibrationBinOut(BaseModel):
+    lower: float
+    upper: float
+    n: int
+    mean_confidence: float | None
+    hit_rate: float | None
+
+
+class KarmaOut(BaseModel):
+    key: str = Field(description="strategy or producer name")
+    n: int = Field(description="convictions scored (their campaign has closed)")
+    hits: int
+    hit_rate: float | None
+    average_return: float | None
+    brier: float | None
+    calibration: list[CalibrationBinOut]
+    pending: int = Field(description="convictions whose campaign is still open")
+
+
+class KarmaScorecard(BaseModel):
+    by: str
+    rows: list[KarmaOut]

@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -21,7 +22,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.js.errors import NoKeysError, NotFoundError
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import audit_log, candles, fills, ledger_entries, oms_state, orders, positions, risk_state
+from quorum.council.karma import Observation, Score, scorecard
+from quorum.db.tables import (
+    audit_log,
+    candles,
+    council_controls,
+    decisions,
+    fills,
+    karma_votes,
+    ledger_entries,
+    oms_state,
+    orders,
+    positions,
+    risk_profile_state,
+    risk_state,
+    signals,
+    strategy_failures,
+)
 from quorum.events.base import Payload, UndecodableMessage, decode
 from quorum.events.control import (
     AuthorizeRouting,
@@ -29,6 +46,8 @@ from quorum.events.control import (
     DisconnectRouting,
     HaltTrading,
     ResumeTrading,
+    SetCouncilMode,
+    SetRiskProfile,
     StartBackfill,
 )
 from quorum.runtime.audit import record_audit
@@ -36,7 +55,7 @@ from quorum.runtime.handling import Context
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.subjects import family_wildcard
-from quorum.types import OrderStatus
+from quorum.types import Action, OrderStatus
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,14 +63,24 @@ from .schemas import (
     AuditOut,
     BackfillRequest,
     BalanceOut,
+    CalibrationBinOut,
     ControlRequest,
     ControlResult,
+    CouncilControlOut,
+    CouncilModeRequest,
+    CouncilOut,
+    DecisionOut,
     FillOut,
+    KarmaOut,
+    KarmaScorecard,
     OrderOut,
     Page,
     PositionOut,
+    RiskProfileRequest,
     ServiceHealth,
     Status,
+    StrategyFailureOut,
+    VoteOut,
 )
 
 log = logging.getLogger("quorum.gateway")
@@ -128,7 +157,7 @@ class GatewayService(Service):
             routing = (await conn.execute(select(oms_state.c.routing_connected)
                                           .where(oms_state.c.mode == mode))).scalar_one_or_none()
             last = (await conn.execute(select(func.max(candles.c.ts)))).scalar_one()
-            return Status(trading_mode=mode, risk_profile=self.settings.risk_profile,
+            return Status(trading_mode=mode, risk_profile=await self._risk_profile(conn),
                           halted=bool(halt and halt.halted), halt_reason=halt.reason if halt and halt.halted else None,
                           routing_connected=bool(routing), services=await self._health(), last_candle_ts=last)
 
@@ -175,6 +204,58 @@ class GatewayService(Service):
             rows = (await conn.execute(q.limit(limit).offset(offset))).all()
             return Page[FillOut](items=[FillOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 
+        @app.get("/council", response_model=CouncilOut, tags=["read"])
+        async def get_council(_: Actor, conn: Conn) -> CouncilOut:
+            """Council mode and threshold per symbol, the active risk profile, strategies disabled by errors."""
+            controls = (await conn.execute(select(council_controls).order_by(
+                council_controls.c.exchange, council_controls.c.symbol))).all()
+            failed = (await conn.execute(select(strategy_failures).order_by(
+                strategy_failures.c.exchange, strategy_failures.c.symbol, strategy_failures.c.strategy))).all()
+            return CouncilOut(risk_profile=await self._risk_profile(conn),
+                              controls=[CouncilControlOut.model_validate(r) for r in controls],
+                              disabled_strategies=[StrategyFailureOut.model_validate(r) for r in failed])
+
+        @app.get("/decisions", response_model=Page[DecisionOut], tags=["read"])
+        async def get_decisions(_: Actor, conn: Conn, symbol: str | None = None, action: Action | None = None,
+                                since: datetime | None = None, until: datetime | None = None,
+                                limit: Limit = 100, offset: Offset = 0) -> Page[DecisionOut]:
+            """Council decisions, newest first, each with every voter's signal."""
+            q = select(decisions).order_by(decisions.c.ts.desc(), decisions.c.decision_id)
+            if symbol:
+                q = q.where(decisions.c.symbol == symbol)
+            if action:
+                q = q.where(decisions.c.action == action.value)
+            if since:
+                q = q.where(decisions.c.ts >= since)
+            if until:
+                q = q.where(decisions.c.ts < until)
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[DecisionOut](items=await _with_votes(conn, rows), limit=limit, offset=offset)
+
+        @app.get("/decisions/{decision_id}", response_model=DecisionOut, tags=["read"],
+                 responses={404: {"description": "no such decision"}})
+        async def get_decision(_: Actor, conn: Conn, decision_id: uuid.UUID) -> DecisionOut:
+            rows = (await conn.execute(select(decisions).where(decisions.c.decision_id == decision_id))).all()
+            if not rows:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {decision_id}")
+            return (await _with_votes(conn, rows))[0]
+
+        @app.get("/karma", response_model=KarmaScorecard, tags=["read"])
+        async def get_karma(_: Actor, conn: Conn, by: Annotated[str, Query(pattern="^(strategy|producer)$")]
+                            = "strategy", symbol: str | None = None) -> KarmaScorecard:
+            """Hit rate, average return and calibration of each strategy's (or producer's) convictions, scored
+            when the campaign they argued about closed."""
+            q = select(karma_votes)
+            if symbol:
+                q = q.where(karma_votes.c.symbol == symbol)
+            rows = (await conn.execute(q)).all()
+            scored = [r for r in rows if r.outcome_return is not None]
+            pending = Counter(getattr(r, by) for r in rows if r.outcome_return is None and r.position_id)
+            scores = scorecard(map(Observation.from_row, scored), by=by)
+            keys = sorted(set(scores) | set(pending))
+            return KarmaScorecard(by=by, rows=[
+                KarmaOut(key=k, pending=pending.get(k, 0), **_score_fields(scores.get(k))) for k in keys])
+
         @app.get("/audit", response_model=Page[AuditOut], tags=["read"])
         async def get_audit(_: Actor, conn: Conn, limit: Limit = 100, offset: Offset = 0) -> Page[AuditOut]:
             q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
@@ -193,6 +274,19 @@ class GatewayService(Service):
         control_route("/controls/resume", ResumeTrading, "resume")
         control_route("/controls/routing/authorize", AuthorizeRouting, "routing_authorize")
         control_route("/controls/routing/disconnect", DisconnectRouting, "routing_disconnect")
+
+        @app.post("/controls/council/mode", response_model=ControlResult, tags=["controls"],
+                  responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})
+        async def control_council_mode(actor: Actor, body: CouncilModeRequest) -> Any:
+            """Council / Solo / Off and the consensus threshold, for one symbol or as the default."""
+            return await self.control(SetCouncilMode, "council_mode", actor, body.reason,
+                                      **body.model_dump(exclude={"reason"}))
+
+        @app.post("/controls/risk-profile", response_model=ControlResult, tags=["controls"],
+                  responses={504: {"model": ControlResult}})
+        async def control_risk_profile(actor: Actor, body: RiskProfileRequest) -> Any:
+            """Switch the active risk profile (owned by risk; the council filters voters by it)."""
+            return await self.control(SetRiskProfile, "risk_profile", actor, body.reason, profile=body.profile)
 
         @app.post("/controls/backfill", response_model=ControlResult, tags=["controls"],
                   responses={504: {"model": ControlResult, "description": "no confirmation in time"}})
@@ -247,7 +341,14 @@ class GatewayService(Service):
     async def _audit(self, ctx: Context, actor: str, action: str, outcome: str, details: dict[str, Any],
                      command_id: uuid.UUID) -> None:
         await record_audit(ctx, actor=actor, action=action, mode=self.settings.trading_mode.value,
-                           risk_profile=self.settings.risk_profile, status=outcome, details=details, key=command_id)
+                           risk_profile=await self._risk_profile(ctx.conn), status=outcome, details=details,
+                           key=command_id)
+
+    async def _risk_profile(self, conn: AsyncConnection) -> str:
+        """The profile risk has confirmed, or the configured one before any change."""
+        row = (await conn.execute(select(risk_profile_state.c.profile)
+                                  .where(risk_profile_state.c.scope == "global"))).scalar_one_or_none()
+        return row or self.settings.risk_profile.value
 
     async def _health(self) -> dict[str, ServiceHealth]:
         if self.js is None:
@@ -269,3 +370,21 @@ class GatewayService(Service):
             out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale)
         return out
 
+
+
+# --- read helpers ------------------------------------------------------------------------------------------
+async def _with_votes(conn: AsyncConnection, rows: Any) -> list[DecisionOut]:
+    ids = [r.decision_id for r in rows]
+    votes: dict[Any, list[VoteOut]] = {i: [] for i in ids}
+    if ids:
+        for v in (await conn.execute(select(signals).where(signals.c.decision_id.in_(ids))
+                                     .order_by(signals.c.strategy))).all():
+            votes[v.decision_id].append(VoteOut.model_validate(v))
+    return [DecisionOut.model_validate({**r._mapping, "votes": votes[r.decision_id]}) for r in rows]
+
+
+def _score_fields(score: Score | None) -> dict[str, Any]:
+    if score is None:
+        return {"n": 0, "hits": 0, "hit_rate": None, "average_return": None, "brier": None, "calibration": []}
+    return {"n": score.n, "hits": score.hits, "hit_rate": score.hit_rate, "average_return": score.average_return,
+            "brier": score.brier, "calibration": [CalibrationBinOut(**vars(b)) for b in score.calibration]}

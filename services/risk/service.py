@@ -11,16 +11,23 @@ from decimal import Decimal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import risk_balances, risk_checks, risk_positions, risk_state
+from quorum.db.tables import risk_balances, risk_checks, risk_positions, risk_profile_state, risk_state
 from quorum.domain.risk import RiskLimits, SymbolView, assess
-from quorum.events.control import HaltTrading, ResumeTrading, TradingHalted, TradingResumed
+from quorum.events.control import (
+    HaltTrading,
+    ResumeTrading,
+    RiskProfileChanged,
+    SetRiskProfile,
+    TradingHalted,
+    TradingResumed,
+)
 from quorum.events.orders import OrderIntentApproved, OrderIntentRefused, OrderUpdated
 from quorum.events.signals import DecisionMade
 from quorum.ids import client_order_id
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
-from quorum.types import Action, Side, split_symbol
+from quorum.types import Action, RiskProfile, Side, split_symbol
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -89,6 +96,7 @@ class RiskService(Service):
         verdict = assess(
             d.action, d.price, SymbolView(position=pos.quantity, pending=pos.pending_client_order_id is not None),
             cash=cash, equity=cash + marked, halted=await self._halted(ctx), limits=self.limits,
+            intent=d.intent, fraction=d.fraction,
         )
         await ctx.conn.execute(insert(risk_checks).values(
             decision_id=decision_id, exchange=d.exchange, symbol=d.symbol, side=verdict.side.value,
@@ -131,6 +139,9 @@ class RiskService(Service):
 
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload
+        if isinstance(cmd, SetRiskProfile):
+            await self._set_profile(ctx, cmd)
+            return
         halted = isinstance(cmd, HaltTrading)
         assert halted or isinstance(cmd, ResumeTrading)
         values = {"scope": GLOBAL, "halted": halted, "reason": cmd.reason, "updated_by": cmd.actor,
@@ -139,3 +150,13 @@ class RiskService(Service):
             index_elements=["scope"], set_=values))
         confirmation = TradingHalted if halted else TradingResumed
         ctx.emit(confirmation(actor=cmd.actor, reason=cmd.reason))
+
+    async def _set_profile(self, ctx: Context, cmd: SetRiskProfile) -> None:
+        previous = (await ctx.conn.execute(select(risk_profile_state.c.profile).where(
+            risk_profile_state.c.scope == GLOBAL).with_for_update())).scalar_one_or_none()
+        values = {"scope": GLOBAL, "profile": cmd.profile.value, "updated_by": cmd.actor,
+                  "updated_at": ctx.clock.now()}
+        await ctx.conn.execute(insert(risk_profile_state).values(values).on_conflict_do_update(
+            index_elements=["scope"], set_=values))
+        ctx.emit(RiskProfileChanged(actor=cmd.actor, reason=cmd.reason, profile=cmd.profile,
+                                    previous=RiskProfile(previous) if previous else self.settings.risk_profile))

@@ -70,6 +70,9 @@ def test_replayed_candles_become_paper_fills_in_the_ledger_and_halt_stops_new_or
     assert api.get("/status").json()["routing_connected"] is False  # cold start: disconnected
     authorized = api.post("/controls/routing/authorize", json={"reason": "e2e"})
     assert authorized.status_code == 200 and authorized.json()["status"] == "CONFIRMED"
+    # Solo RSI trades often enough on 300 hourly candles to show fills; the default Council mode is choosier.
+    solo = api.post("/controls/council/mode", json={"mode": "SOLO", "solo_strategy": "rsi", "reason": "e2e"})
+    assert solo.status_code == 200 and solo.json()["confirmation"] == "CouncilModeChanged"
 
     stack.start_service("market_data")
     wait_for(f"{FIRST} decisions", lambda: count(db, "SELECT count(*) AS n FROM decisions") == FIRST)

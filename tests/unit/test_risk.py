@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, seed, settings
 from hypothesis import strategies as st
 from quorum.domain.risk import Reason, RiskLimits, SymbolView, Verdict, assess
-from quorum.types import Action, Side
+from quorum.types import Action, Intent, Side
 
 D = Decimal
 LIMITS = RiskLimits()  # fraction 0.10, lot 0.00001, min notional 10, fee 0.001
@@ -17,9 +17,10 @@ FLAT = SymbolView(position=D(0), pending=False)
 
 
 def run(action: Action = Action.BUY, *, price: str = "60000", position: str = "0", pending: bool = False,
-        cash: str = "10000", equity: str = "10000", halted: bool = False, limits: RiskLimits = LIMITS) -> Verdict:
+        cash: str = "10000", equity: str = "10000", halted: bool = False, limits: RiskLimits = LIMITS,
+        intent: Intent = Intent.ENTRY, fraction: str = "1") -> Verdict:
     return assess(action, D(price), SymbolView(D(position), pending), cash=D(cash), equity=D(equity),
-                  halted=halted, limits=limits)
+                  halted=halted, limits=limits, intent=intent, fraction=D(fraction))
 
 
 def spend(qty: Decimal, price: Decimal, fee_rate: Decimal) -> Decimal:
@@ -209,3 +210,25 @@ def test_a_buy_never_overspends_when_cash_sits_just_below_a_lot_boundary(
     assert_sound_buy(v, price, cash, D("1E+12"), limits)
     if v.approved:
         assert v.quantity < lots * limits.lot_step
+
+
+# --- council intents: partial sells and re-entries ------------------------------------------------------------
+
+def test_a_partial_sell_sells_that_fraction_of_the_position_floored_to_the_lot_step() -> None:
+    v = run(Action.SELL, position="0.01666", intent=Intent.TAKE_PROFIT, fraction="0.33")
+
+    assert v.approved and v.quantity == D("0.00549")  # 0.0054978 floored
+    assert v.checks["sizing"] == "sell fraction=0.33 qty=0.00549"
+
+
+def test_a_partial_sell_below_the_venue_minimum_is_refused_but_a_full_exit_is_not() -> None:
+    assert run(Action.SELL, price="100", position="0.15", intent=Intent.DERISK,
+               fraction="0.5").reason_code == Reason.BELOW_MIN_NOTIONAL
+    assert run(Action.SELL, price="100", position="0.05", intent=Intent.EXIT).quantity == D("0.05")
+
+
+def test_a_reentry_tops_up_its_fraction_of_a_full_entry_on_an_open_position() -> None:
+    v = run(position="0.01", intent=Intent.REENTRY, fraction="0.25", price="50000")
+
+    assert v.approved and v.quantity == D("0.005")  # 10000 x 10% x 25% / 50000
+    assert v.checks["one_position_per_symbol"] == "REENTRY"

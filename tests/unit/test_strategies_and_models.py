@@ -1,4 +1,4 @@
-"""The RSI strategy's signals and the momentum baseline's probabilities."""
+"""The momentum baseline's probabilities (the RSI strategy's tests moved to test_council_strategies.py)."""
 
 from __future__ import annotations
 
@@ -6,89 +6,8 @@ import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 from quorum.domain.models import MomentumBaseline
-from quorum.domain.strategies import RsiStrategy
-from quorum.types import Action
 
-RSI = RsiStrategy()
 MODEL = MomentumBaseline()
-rsi_values = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
-
-
-# --- RsiStrategy ------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("rsi", [29.99, 20.0, 0.0])
-def test_rsi_below_oversold_is_a_buy(rsi: float) -> None:
-    signal = RSI.evaluate({"rsi_14": rsi})
-
-    assert (signal.action, signal.reason_codes) == (Action.BUY, ("RSI_OVERSOLD",))
-
-
-@pytest.mark.parametrize("rsi", [70.01, 80.0, 100.0])
-def test_rsi_above_overbought_is_a_sell(rsi: float) -> None:
-    signal = RSI.evaluate({"rsi_14": rsi})
-
-    assert (signal.action, signal.reason_codes) == (Action.SELL, ("RSI_OVERBOUGHT",))
-
-
-@pytest.mark.parametrize("rsi", [30.0, 50.0, 70.0])
-def test_rsi_between_the_thresholds_inclusive_is_a_hold_with_no_confidence(rsi: float) -> None:
-    signal = RSI.evaluate({"rsi_14": rsi})
-
-    assert (signal.action, signal.confidence, signal.reason_codes) == (Action.HOLD, 0.0, ("RSI_NEUTRAL",))
-
-
-@pytest.mark.parametrize("features", [{"rsi_14": None}, {}, {"rsi_7": 10.0}], ids=["none", "missing", "other-period"])
-def test_rsi_warm_up_is_a_hold(features: dict[str, float | None]) -> None:
-    signal = RSI.evaluate(features)
-
-    assert (signal.action, signal.confidence, signal.reason_codes) == (Action.HOLD, 0.0, ("WARMUP",))
-
-
-def test_strategy_reads_the_rsi_of_its_own_period() -> None:
-    signal = RsiStrategy(period=7).evaluate({"rsi_7": 10.0, "rsi_14": 90.0})
-
-    assert signal.action is Action.BUY
-    assert signal.producer == "rsi"
-
-
-def test_custom_thresholds_move_the_decision_boundaries() -> None:
-    strict = RsiStrategy(oversold=20.0, overbought=80.0)
-
-    assert strict.evaluate({"rsi_14": 25.0}).action is Action.HOLD
-    assert strict.evaluate({"rsi_14": 75.0}).action is Action.HOLD
-    assert strict.evaluate({"rsi_14": 19.0}).action is Action.BUY
-
-
-def test_confidence_starts_at_one_half_past_the_threshold_and_grows_with_the_distance() -> None:
-    assert RSI.evaluate({"rsi_14": 29.999999}).confidence == pytest.approx(0.5, abs=1e-6)
-    assert RSI.evaluate({"rsi_14": 15.0}).confidence == pytest.approx(1.0)
-    assert RSI.evaluate({"rsi_14": 85.0}).confidence == pytest.approx(1.0)
-    assert RSI.evaluate({"rsi_14": 0.0}).confidence == 1.0  # capped
-
-
-@seed(20240101)
-@settings(max_examples=200, deadline=None)
-@given(rsi=rsi_values)
-def test_confidence_is_always_a_probability_and_action_follows_the_thresholds(rsi: float) -> None:
-    signal = RSI.evaluate({"rsi_14": rsi})
-
-    assert 0.0 <= signal.confidence <= 1.0
-    expected = Action.BUY if rsi < 30 else Action.SELL if rsi > 70 else Action.HOLD
-    assert signal.action is expected
-    assert (signal.confidence >= 0.5) is (signal.action is not Action.HOLD)
-
-
-@seed(20240102)
-@settings(max_examples=200, deadline=None)
-@given(a=rsi_values, b=rsi_values)
-def test_more_extreme_rsi_never_lowers_confidence_on_the_same_side(a: float, b: float) -> None:
-    lo, hi = sorted((a, b))
-    s_lo, s_hi = RSI.evaluate({"rsi_14": lo}), RSI.evaluate({"rsi_14": hi})
-
-    if s_lo.action is s_hi.action is Action.BUY:
-        assert s_lo.confidence >= s_hi.confidence
-    if s_lo.action is s_hi.action is Action.SELL:
-        assert s_hi.confidence >= s_lo.confidence
 
 
 # --- MomentumBaseline -------------------------------------------------------------------------------------

@@ -159,27 +159,118 @@ decisions = Table(
     _ts(),
     Column("mode", String(16), nullable=False),
     Column("action", String(8), nullable=False),
+    Column("intent", String(16), nullable=False, server_default="NONE"),
+    Column("fraction", Money, nullable=False, server_default="0"),
+    Column("consensus", String(8), nullable=False, server_default="HOLD", comment="the vote alone, before mode"),
     Column("confidence", Float, nullable=False),
     Column("threshold", Float, nullable=False),
+    Column("agreement", JSONB, nullable=False, server_default="{}"),
+    Column("risk_profile", String(8), nullable=False, server_default="MEDIUM"),
     Column("reason_codes", JSONB, nullable=False),
     Column("model_versions", JSONB, nullable=False),
     Column("feature_set", String(64), nullable=False),
     Column("price", Money, nullable=False),
+    Column("stop_loss", Money),
+    Column("take_profit", Money),
+    Column("client_order_id", String(64), comment="the order this decision may become (non-HOLD only)"),
     _created(),
     Index("ix_decisions_symbol_ts", "symbol", "ts"),
+    Index("ix_decisions_client_order_id", "client_order_id"),
 )
 
 signals = Table(
     "signals",
     metadata,
     Column("decision_id", UUID(as_uuid=True), ForeignKey("decisions.decision_id"), nullable=False),
-    Column("producer", String(64), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("producer", String(16), nullable=False, server_default="technical"),
+    Column("risk_tag", String(8), nullable=False, server_default="MEDIUM"),
     Column("action", String(8), nullable=False),
     Column("confidence", Float, nullable=False),
     Column("weight", Float, nullable=False),
+    Column("eligible", Boolean, nullable=False, server_default="true"),
+    Column("filtered_reason", String(32)),
     Column("reason_codes", JSONB, nullable=False),
-    PrimaryKeyConstraint("decision_id", "producer"),
+    Column("stop_loss", Money),
+    Column("take_profit", Money),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),
+    PrimaryKeyConstraint("decision_id", "strategy"),
 )
+
+council_controls = Table(
+    "council_controls",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False, comment="'*' holds the default for every symbol"),
+    Column("mode", String(16), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("solo_strategy", String(64)),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol"),
+)
+
+strategy_failures = Table(
+    "strategy_failures",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("decision_ts", DateTime(timezone=True), nullable=False),
+    _created(),
+    PrimaryKeyConstraint("exchange", "symbol", "strategy"),
+)
+
+council_campaigns = Table(
+    "council_campaigns",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("average_cost", Money, nullable=False),
+    Column("peak_quantity", Money, nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("proceeds", Money, nullable=False),
+    Column("partials_taken", Integer, nullable=False),
+    Column("negative_streak", Integer, nullable=False),
+    Column("derisked", Boolean, nullable=False),
+    Column("position_id", String(64)),
+    PrimaryKeyConstraint("exchange", "symbol"),
+)
+
+karma_votes = Table(
+    "karma_votes",
+    metadata,
+    Column("decision_id", UUID(as_uuid=True), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("producer", String(16), nullable=False),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    _ts(),
+    Column("direction", String(8), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("position_id", String(64), comment="the campaign this conviction is judged by; set at entry"),
+    Column("outcome_return", Float),
+    Column("evaluated_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("decision_id", "strategy"),
+    Index("ix_karma_votes_position_id", "position_id"),
+)
+
+
+def _profile_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("scope", String(16), primary_key=True),
+        Column("profile", String(8), nullable=False),
+        Column("updated_by", String(200), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+risk_profile_state = _profile_table("risk_profile_state")  # owned by risk
+council_risk_profile = _profile_table("council_risk_profile")  # the council's copy, from RiskProfileChanged
 
 risk_state = Table(
     "risk_state",

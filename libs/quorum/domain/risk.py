@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 
-from quorum.types import Action, Side
+from quorum.types import Action, Intent, Side
 
 
 class Reason:
@@ -81,7 +81,11 @@ def assess(
     equity: Decimal,
     halted: bool,
     limits: RiskLimits,
+    intent: Intent = Intent.ENTRY,
+    fraction: Decimal = Decimal(1),
 ) -> Verdict:
+    """``intent``/``fraction`` come from the council: a REENTRY tops up ``fraction`` of a full entry on an
+    open position; a SELL sells ``fraction`` of the position (1 = all of it)."""
     if action is Action.HOLD:
         return Verdict(Side.BUY, None, Reason.NOT_ACTIONABLE)
     side = Side.BUY if action is Action.BUY else Side.SELL
@@ -101,11 +105,16 @@ def assess(
         if symbol.position <= 0:
             return refuse(Reason.NO_POSITION_TO_CLOSE)  # spot long-only: never sell what we do not hold
         checks["long_only"] = "PASS"
-        return Verdict(side, symbol.position, None, checks)
-    if symbol.position > 0:
+        qty = symbol.position if fraction >= 1 else floor_to_step(symbol.position * fraction, limits.lot_step)
+        if qty <= 0 or (qty < symbol.position and qty * price < limits.min_notional):
+            return refuse(Reason.BELOW_MIN_NOTIONAL)  # a partial sell must be a valid order; a full exit always goes
+        checks["sizing"] = f"sell fraction={fraction} qty={qty}"
+        return Verdict(side, qty, None, checks)
+    if symbol.position > 0 and intent is not Intent.REENTRY:
         return refuse(Reason.POSITION_ALREADY_OPEN)
-    checks["one_position_per_symbol"] = "PASS"
-    target = floor_to_step(equity * limits.fraction / price, limits.lot_step)
+    checks["one_position_per_symbol"] = "PASS" if symbol.position == 0 else "REENTRY"
+    scale = min(Decimal(1), fraction) if intent is Intent.REENTRY else Decimal(1)
+    target = floor_to_step(equity * limits.fraction * scale / price, limits.lot_step)
     affordable = _affordable(cash, price, limits)
     qty = min(target, affordable)
     if qty <= 0 or qty * price < limits.min_notional:  # with min_notional 0, a zero size must still refuse

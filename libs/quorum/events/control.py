@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, Field
 
 from quorum.events.base import Payload
+from quorum.types import CouncilMode, RiskProfile
 
 
 class _Command(Payload):
@@ -77,3 +78,41 @@ class BackfillStarted(_Confirmation):
     FAMILY = "control"
 
     series: int = Field(ge=0, description="number of (symbol, timeframe) series scheduled")
+
+
+class SetCouncilMode(_Command):
+    """Council / Solo / Off for one symbol (or the default for all, when ``symbol`` is None)."""
+
+    FAMILY = "control"
+
+    exchange: str = Field(pattern=r"^[a-z0-9_]+$")
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
+    mode: CouncilMode
+    threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    solo_strategy: str | None = Field(default=None, max_length=64)
+    reenable_strategies: bool = Field(default=False, description="let strategies disabled by errors vote again")
+
+
+class CouncilModeChanged(_Confirmation):
+    FAMILY = "control"
+
+    exchange: str
+    symbol: str | None
+    mode: CouncilMode
+    threshold: float
+    solo_strategy: str | None
+
+
+class SetRiskProfile(_Command):
+    FAMILY = "control"
+
+    profile: RiskProfile
+
+
+class RiskProfileChanged(_Confirmation):
+    """Owned by risk; the council follows it to filter voters."""
+
+    FAMILY = "control"
+
+    profile: RiskProfile
+    previous: RiskProfile

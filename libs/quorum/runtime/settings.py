@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from quorum.types import TradingMode
+from quorum.types import RiskProfile, TradingMode
 
 DEV_DATABASE_URL = "postgresql+asyncpg://quorum:quorum@127.0.0.1:5432/quorum"
 DEV_SECRETS = frozenset({"quorum", "dev-token-change-me", "changeme", "admin", "password"})
@@ -44,8 +44,8 @@ class ServiceSettings(BaseSettings):
     quote_currency: str = Field(
         default="USDT", pattern=r"^[A-Z0-9]{2,10}$", validation_alias=AliasChoices("QUORUM_QUOTE_CURRENCY")
     )
-    risk_profile: Literal["LOW", "MEDIUM", "HIGH"] = Field(
-        default="MEDIUM", validation_alias=AliasChoices("QUORUM_RISK_PROFILE"),
+    risk_profile: RiskProfile = Field(
+        default=RiskProfile.MEDIUM, validation_alias=AliasChoices("QUORUM_RISK_PROFILE"),
         description="active risk profile, recorded with every audited action",
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("QUORUM_LOG_LEVEL"))
