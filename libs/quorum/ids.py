@@ -21,3 +21,10 @@ def client_order_id(decision_id: uuid.UUID | str) -> str:
     """
     digest = hashlib.sha256(f"order:{decision_id}".encode()).hexdigest()
     return f"Q{digest[:31]}"
+
+
+def derived_order_id(kind: str, *parts: object) -> str:
+    """Client order id of an order the OMS places on its own (``kind``: SL, TP, LIQ, ...), derived from what
+    caused it, so a redelivered cause re-derives the same id and the venue sees one order."""
+    digest = hashlib.sha256(":".join((kind, *map(str, parts))).encode()).hexdigest()
+    return f"{kind[0]}{digest[:31]}"

@@ -11,19 +11,36 @@ from dataclasses import dataclass, field
 
 from quorum.events.base import Payload
 from quorum.events.control import (
+    ApproveProposal,
     AuthorizeRouting,
+    CancelAllOrders,
+    ClearEmergencyHalt,
+    CloseAllPositions,
     DisconnectRouting,
+    EngageKillSwitch,
     HaltTrading,
+    RejectProposal,
+    ReleaseKillSwitch,
     ResumeTrading,
     RiskProfileChanged,
     SetCouncilMode,
+    SetOperatingMode,
     SetRiskProfile,
     StartBackfill,
 )
 from quorum.events.features import FeaturesComputed
 from quorum.events.fills import OrderFilled
-from quorum.events.market_data import CandleClosed
-from quorum.events.orders import OrderIntentApproved, OrderRejected, OrderUpdated, SubmitOrder
+from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
+from quorum.events.orders import (
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderIntentApproved,
+    OrderRejected,
+    OrderUpdated,
+    SubmitOrder,
+)
 from quorum.events.predictions import PredictionMade
 from quorum.events.signals import DecisionMade
 from quorum.subjects import DEAD_LETTER_WILDCARD, family_wildcard, subject
@@ -109,13 +126,20 @@ CONSUMERS = (
     ConsumerSpec("risk-orders", "ORDERS", (_all(OrderUpdated),), "risk"),
     ConsumerSpec("council-fills", "FILLS", (_all(OrderFilled),), "council"),
     ConsumerSpec("council-control", "CONTROL", (_all(SetCouncilMode), _all(RiskProfileChanged)), "council"),
-    ConsumerSpec("risk-control", "CONTROL", (_all(HaltTrading), _all(ResumeTrading), _all(SetRiskProfile)), "risk"),
+    ConsumerSpec("risk-control", "CONTROL", tuple(_all(c) for c in (
+        HaltTrading, ResumeTrading, SetRiskProfile, EngageKillSwitch, ReleaseKillSwitch, ClearEmergencyHalt)), "risk"),
+    ConsumerSpec("risk-candles", "MD", (_all(CandleClosed),), "risk"),
     ConsumerSpec("oms-intents", "ORDERS", (_all(OrderIntentApproved),), "oms"),
     ConsumerSpec("oms-fills", "FILLS", (_all(OrderFilled),), "oms"),
-    ConsumerSpec("oms-venue", "VENUE", (_all(OrderRejected),), "oms"),
-    ConsumerSpec("oms-control", "CONTROL", (_all(AuthorizeRouting), _all(DisconnectRouting)), "oms"),
-    ConsumerSpec("matching-orders", "VENUE", (subject(SubmitOrder, venue="paper"),), "matching"),
+    ConsumerSpec("oms-venue", "VENUE", tuple(_all(c) for c in (
+        OrderAccepted, OrderRejected, OrderCanceled, OrderExpired)), "oms"),
+    ConsumerSpec("oms-control", "CONTROL", tuple(_all(c) for c in (
+        AuthorizeRouting, DisconnectRouting, SetOperatingMode, ApproveProposal, RejectProposal, CancelAllOrders,
+        CloseAllPositions)), "oms"),
+    ConsumerSpec("matching-orders", "VENUE", (subject(SubmitOrder, venue="paper"),
+                                              subject(CancelOrder, venue="paper")), "matching"),
     ConsumerSpec("matching-candles", "MD", (_all(CandleClosed),), "matching"),
+    ConsumerSpec("matching-books", "MD", (_all(OrderBookSnapshotted),), "matching"),
     ConsumerSpec("ledger-fills", "FILLS", (_all(OrderFilled),), "ledger"),
 )
 

@@ -25,10 +25,30 @@ class Action(StrEnum):
 class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    STOP = "STOP"  # a market order once the traded price reaches the stop
+    STOP_LIMIT = "STOP_LIMIT"  # a limit order once the traded price reaches the stop
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"  # rests until filled or cancelled
+    IOC = "IOC"  # fills what it can at once, the rest is cancelled
+    FOK = "FOK"  # fills entirely at once, or not at all
+
+
+class OperatingMode(StrEnum):
+    """How far the OMS acts on its own: record only, ask an operator per trade, or trade."""
+
+    OBSERVE = "OBSERVE"
+    SEMI_AUTO = "SEMI_AUTO"
+    FULL_AUTO = "FULL_AUTO"
+
+    @property
+    def autonomy(self) -> int:
+        return list(OperatingMode).index(self)
 
 
 class OrderStatus(StrEnum):
-    NEW = "NEW"
+    PENDING = "PENDING"
     SUBMITTED = "SUBMITTED"
     ACCEPTED = "ACCEPTED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"

@@ -8,6 +8,7 @@ about it is scored (karma). State lives only in the database, so a restart chang
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -263,6 +264,13 @@ def _decision(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: RiskPr
         intent=o.intent, fraction=o.fraction, confidence=o.confidence, threshold=o.threshold,
         agreement=dict(o.agreement), votes=votes, reason_codes=o.reason_codes, risk_profile=profile,
         model_versions=tuple(sorted({v.model_version for v in inp.predictions})), feature_set=p.feature_set,
-        price=inp.close, stop_loss=o.stop_loss, take_profit=o.take_profit,
+        price=inp.close, stop_loss=o.stop_loss, take_profit=o.take_profit, atr=_atr(inp),
     )
+
+
+def _atr(inp: StrategyInput) -> Decimal | None:
+    """The feature set's ATR (the first ``atr_*`` feature), as a price; None while it warms up."""
+    name = next((k for k in sorted(inp.current.values) if k.startswith("atr_") and k.count("_") == 1), None)
+    value = inp.value(name) if name else None
+    return Decimal(repr(value)) if value is not None and value > 0 else None
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
-from quorum.types import CouncilMode, RiskProfile
+from quorum.types import CouncilMode, OperatingMode, RiskProfile
 
 T = TypeVar("T")
 
@@ -27,8 +27,11 @@ class Status(_Out):
     trading_mode: str
     risk_profile: str
     halted: bool
+    emergency_halt: bool = False
     halt_reason: str | None
     routing_connected: bool
+    operating_mode: str | None = None
+    kill_switch_global: bool = False
     services: dict[str, ServiceHealth]
     last_candle_ts: datetime | None
 
@@ -159,10 +162,6 @@ class CouncilModeRequest(ControlRequest):
     reenable_strategies: bool = Field(default=False, description="let strategies disabled after errors vote again")
 
 
-class RiskProfileRequest(ControlRequest):
-    profile: RiskProfile = Field(examples=["LOW"])
-
-
 class CouncilControlOut(_Out):
     exchange: str
     symbol: str = Field(description="'*' is the default for every symbol")
@@ -249,3 +248,74 @@ class KarmaOut(BaseModel):
 class KarmaScorecard(BaseModel):
     by: str
     rows: list[KarmaOut]
+
+
+class ConfirmableRequest(ControlRequest):
+    confirmation_token: str | None = Field(
+        default=None, max_length=200,
+        description="omit on the first call of a dangerous action; send the token it returned to confirm")
+
+
+class ConfirmationRequired(BaseModel):
+    action: str
+    status: str = Field(default="CONFIRMATION_REQUIRED")
+    warning: str
+    confirmation_token: str = Field(description="single use; send it back with the same request to confirm")
+    expires_at: datetime
+
+
+class OperatingModeRequest(ConfirmableRequest):
+    mode: OperatingMode = Field(examples=["SEMI_AUTO"])
+
+
+class RiskProfileChangeRequest(ConfirmableRequest):
+    profile: RiskProfile = Field(examples=["LOW"])
+
+
+class SymbolScopeRequest(ControlRequest):
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$", examples=["BTC/USDT"],
+                               description="omit for every symbol")
+
+
+class ProposalOut(_Out):
+    decision_id: Any
+    exchange: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    reference_price: Decimal
+    status: str
+    expires_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    created_at: datetime
+
+
+class KillSwitchOut(_Out):
+    scope: str = Field(description="'*' is global")
+    engaged: bool
+    automatic: bool
+    losing_streak: int
+    reason: str
+    updated_by: str
+    updated_at: datetime
+
+
+class RiskOut(BaseModel):
+    risk_profile: str
+    limits: dict[str, Any]
+    halted: bool
+    emergency_halt: bool
+    halt_reason: str | None
+    drawdown: dict[str, Any] | None
+    kill_switches: list[KillSwitchOut]
+    cash: Decimal | None
+
+
+class DiscrepancyOut(_Out):
+    id: int
+    ts: datetime
+    venue: str
+    kind: str
+    client_order_id: str | None
+    detail: dict[str, Any]

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.js.errors import NoKeysError, NotFoundError
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from quorum.council.karma import Observation, Score, scorecard
 from quorum.db.tables import (
@@ -34,52 +34,75 @@ from quorum.db.tables import (
     oms_state,
     orders,
     positions,
+    reconciliation_discrepancies,
+    risk_balances,
+    risk_drawdown,
+    risk_kill_switch,
     risk_profile_state,
     risk_state,
     signals,
     strategy_failures,
+    trade_proposals,
 )
 from quorum.events.base import Payload, UndecodableMessage, decode
 from quorum.events.control import (
+    ApproveProposal,
     AuthorizeRouting,
+    CancelAllOrders,
+    ClearEmergencyHalt,
+    CloseAllPositions,
     ControlRefused,
     DisconnectRouting,
+    EngageKillSwitch,
     HaltTrading,
+    RejectProposal,
+    ReleaseKillSwitch,
     ResumeTrading,
     SetCouncilMode,
+    SetOperatingMode,
     SetRiskProfile,
     StartBackfill,
 )
+from quorum.risk.profiles import RiskConfig
 from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.subjects import family_wildcard
-from quorum.types import Action, OrderStatus
+from quorum.types import Action, OperatingMode, OrderStatus, RiskProfile
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import confirm
 from .schemas import (
     AuditOut,
     BackfillRequest,
     BalanceOut,
     CalibrationBinOut,
+    ConfirmableRequest,
+    ConfirmationRequired,
     ControlRequest,
     ControlResult,
     CouncilControlOut,
     CouncilModeRequest,
     CouncilOut,
     DecisionOut,
+    DiscrepancyOut,
     FillOut,
     KarmaOut,
     KarmaScorecard,
+    KillSwitchOut,
+    OperatingModeRequest,
     OrderOut,
     Page,
     PositionOut,
-    RiskProfileRequest,
+    ProposalOut,
+    RiskOut,
+    RiskProfileChangeRequest,
     ServiceHealth,
     Status,
     StrategyFailureOut,
+    SymbolScopeRequest,
     VoteOut,
 )
 
@@ -93,6 +116,9 @@ class GatewaySettings(ServiceSettings):
     http_port: int = 8000
     api_token: SecretStr = Field(default=SecretStr(DEV_TOKEN), min_length=12)
     control_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    confirmation_ttl_s: float = Field(default=120.0, gt=0, le=3600, description="how long a confirmation token lives")
+    risk_config: RiskConfig = Field(default_factory=RiskConfig, validation_alias=AliasChoices("QUORUM_RISK_CONFIG"),
+                                    description="risk's configuration (read, to show the active limits)")
     health_stale_s: float = Field(default=20.0, gt=0)
 
     def secrets_in_use(self) -> dict[str, str]:
@@ -154,12 +180,16 @@ class GatewayService(Service):
         @app.get("/status", response_model=Status, tags=["read"])
         async def get_status(_: Actor, conn: Conn) -> Status:
             halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
-            routing = (await conn.execute(select(oms_state.c.routing_connected)
-                                          .where(oms_state.c.mode == mode))).scalar_one_or_none()
+            oms = (await conn.execute(select(oms_state).where(oms_state.c.mode == mode))).first()
+            kill = (await conn.execute(select(risk_kill_switch.c.engaged).where(
+                risk_kill_switch.c.scope == "*"))).scalar_one_or_none()
             last = (await conn.execute(select(func.max(candles.c.ts)))).scalar_one()
             return Status(trading_mode=mode, risk_profile=await self._risk_profile(conn),
-                          halted=bool(halt and halt.halted), halt_reason=halt.reason if halt and halt.halted else None,
-                          routing_connected=bool(routing), services=await self._health(), last_candle_ts=last)
+                          halted=bool(halt and halt.halted), emergency_halt=bool(halt and halt.emergency),
+                          halt_reason=halt.reason if halt and halt.halted else None,
+                          routing_connected=bool(oms and oms.routing_connected),
+                          operating_mode=oms.operating_mode if oms else None, kill_switch_global=bool(kill),
+                          services=await self._health(), last_candle_ts=last)
 
         @app.get("/positions", response_model=list[PositionOut], tags=["read"])
         async def get_positions(_: Actor, conn: Conn, include_flat: bool = False) -> list[PositionOut]:
@@ -282,11 +312,105 @@ class GatewayService(Service):
             return await self.control(SetCouncilMode, "council_mode", actor, body.reason,
                                       **body.model_dump(exclude={"reason"}))
 
-        @app.post("/controls/risk-profile", response_model=ControlResult, tags=["controls"],
-                  responses={504: {"model": ControlResult}})
-        async def control_risk_profile(actor: Actor, body: RiskProfileRequest) -> Any:
-            """Switch the active risk profile (owned by risk; the council filters voters by it)."""
-            return await self.control(SetRiskProfile, "risk_profile", actor, body.reason, profile=body.profile)
+        confirmable = {202: {"model": ConfirmationRequired, "description": "dangerous: confirm with the token"},
+                       409: {"model": ControlResult}, 504: {"model": ControlResult}}
+
+        @app.post("/controls/risk-profile", response_model=ControlResult, tags=["controls"], responses=confirmable)
+        async def control_risk_profile(actor: Actor, conn: Conn, body: RiskProfileChangeRequest) -> Any:
+            """Switch the active risk profile (owned by risk; the council filters voters by it). Moving to a
+            riskier profile needs confirmation."""
+            current = RiskProfile(await self._risk_profile(conn))
+            riskier = list(RiskProfile).index(body.profile) > list(RiskProfile).index(current)
+            warning = (f"Raising the risk profile from {current} to {body.profile} allows larger positions, "
+                       "wider stops and deeper drawdowns.") if riskier else None
+            return await self.guarded(SetRiskProfile, "risk_profile", actor, body, warning, profile=body.profile)
+
+        @app.post("/controls/operating-mode", response_model=ControlResult, tags=["controls"], responses=confirmable)
+        async def control_operating_mode(actor: Actor, conn: Conn, body: OperatingModeRequest) -> Any:
+            """Observe / Semi-Auto / Full-Auto (owned by the OMS). More autonomy needs confirmation."""
+            row = (await conn.execute(select(oms_state.c.operating_mode).where(oms_state.c.mode == mode))).first()
+            current = OperatingMode(row.operating_mode) if row else OperatingMode.OBSERVE
+            warning = (f"Switching from {current} to {body.mode} lets Quorum act with less operator review."
+                       if body.mode.autonomy > current.autonomy else None)
+            return await self.guarded(SetOperatingMode, "operating_mode", actor, body, warning, mode=body.mode)
+
+        @app.post("/controls/emergency-halt/clear", response_model=ControlResult, tags=["controls"],
+                  responses=confirmable)
+        async def control_clear_emergency(actor: Actor, body: ConfirmableRequest | None = None) -> Any:
+            """Lift the drawdown emergency halt (the drawdown peak restarts from current equity)."""
+            return await self.guarded(ClearEmergencyHalt, "clear_emergency_halt", actor, body or ConfirmableRequest(),
+                                      "Clearing the emergency halt re-enables trading after a drawdown breach.")
+
+        @app.post("/controls/positions/close-all", response_model=ControlResult, tags=["controls"],
+                  responses=confirmable)
+        async def control_close_all(actor: Actor, body: ConfirmableRequest | None = None) -> Any:
+            """Cancel every open order and market-sell every position."""
+            return await self.guarded(CloseAllPositions, "close_all_positions", actor, body or ConfirmableRequest(),
+                                      "Every position will be sold at market, whatever the price.")
+
+        def scoped_route(path: str, command: type[Payload], action: str, doc: str) -> None:
+            async def route(actor: Actor, body: SymbolScopeRequest | None = None) -> Any:
+                body = body or SymbolScopeRequest()
+                return await self.control(command, action, actor, body.reason, symbol=body.symbol)
+
+            route.__name__, route.__doc__ = f"control_{action}", doc
+            app.post(path, response_model=ControlResult, tags=["controls"],
+                     responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})(route)
+
+        scoped_route("/controls/kill-switch/engage", EngageKillSwitch, "kill_switch_engage",
+                     "Close-only for a symbol (or everything): exits and stops still work, new buys are refused.")
+        scoped_route("/controls/kill-switch/release", ReleaseKillSwitch, "kill_switch_release",
+                     "Lift a kill switch (and reset its losing streak).")
+        scoped_route("/controls/orders/cancel-all", CancelAllOrders, "cancel_all_orders",
+                     "Cancel every open order (of one symbol, when given).")
+
+        def proposal_route(verb: str, command: type[Payload]) -> None:
+            async def route(actor: Actor, decision_id: uuid.UUID, body: ControlRequest | None = None) -> Any:
+                return await self.control(command, f"proposal_{verb}", actor, body.reason if body else "",
+                                          decision_id=decision_id)
+
+            route.__name__ = f"proposal_{verb}"
+            app.post(f"/proposals/{{decision_id}}/{verb}", response_model=ControlResult, tags=["controls"],
+                     responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})(route)
+
+        proposal_route("approve", ApproveProposal)
+        proposal_route("reject", RejectProposal)
+
+        @app.get("/proposals", response_model=Page[ProposalOut], tags=["read"])
+        async def get_proposals(_: Actor, conn: Conn, status_: Annotated[str | None, Query(
+                alias="status", pattern="^(PENDING|APPROVED|REJECTED|EXPIRED|OBSERVED)$")] = None,
+                limit: Limit = 100, offset: Offset = 0) -> Page[ProposalOut]:
+            """Semi-Auto trade proposals (and, in Observe mode, what would have been traded)."""
+            q = select(trade_proposals).order_by(trade_proposals.c.created_at.desc(), trade_proposals.c.decision_id)
+            if status_:
+                q = q.where(trade_proposals.c.status == status_)
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[ProposalOut](items=[ProposalOut.model_validate(r) for r in rows], limit=limit, offset=offset)
+
+        @app.get("/risk", response_model=RiskOut, tags=["read"])
+        async def get_risk(_: Actor, conn: Conn) -> RiskOut:
+            """Active profile and its limits, halt and emergency state, drawdown, kill switches."""
+            profile = await self._risk_profile(conn)
+            halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
+            dd = (await conn.execute(select(risk_drawdown).where(risk_drawdown.c.scope == "global"))).first()
+            kills = (await conn.execute(select(risk_kill_switch).order_by(risk_kill_switch.c.scope))).all()
+            cash = (await conn.execute(select(risk_balances.c.amount).where(
+                risk_balances.c.currency == self.settings.quote_currency))).scalar_one_or_none()
+            return RiskOut(
+                risk_profile=profile, limits=self._limits_of(profile), halted=bool(halt and halt.halted),
+                emergency_halt=bool(halt and halt.emergency), halt_reason=halt.reason if halt and halt.halted else None,
+                drawdown={"peak": str(dd.peak), "equity": str(dd.equity), "breached": dd.breached,
+                          "drawdown_pct": str((dd.peak - dd.equity) / dd.peak * 100 if dd.peak else 0)} if dd else None,
+                kill_switches=[KillSwitchOut.model_validate(k) for k in kills], cash=cash)
+
+        @app.get("/reconciliation", response_model=Page[DiscrepancyOut], tags=["read"])
+        async def get_reconciliation(_: Actor, conn: Conn, limit: Limit = 100, offset: Offset = 0
+                                     ) -> Page[DiscrepancyOut]:
+            """Every difference the OMS found between its records and the venue's (or its last snapshot)."""
+            q = select(reconciliation_discrepancies).order_by(reconciliation_discrepancies.c.id.desc())
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[DiscrepancyOut](items=[DiscrepancyOut.model_validate(r) for r in rows], limit=limit,
+                                        offset=offset)
 
         @app.post("/controls/backfill", response_model=ControlResult, tags=["controls"],
                   responses={504: {"model": ControlResult, "description": "no confirmation in time"}})
@@ -296,6 +420,41 @@ class GatewayService(Service):
                                       **body.model_dump(exclude={"reason"}))
 
     # --- controls -------------------------------------------------------------------------------------
+    def _limits_of(self, profile: str) -> dict[str, Any]:
+        return self.settings.risk_config.profiles[RiskProfile(profile)].model_dump(mode="json")
+
+    async def guarded(self, command_cls: type[Payload], action: str, actor: str, body: ConfirmableRequest,
+                      warning: str | None, **fields: Any) -> Any:
+        """Run a control; a dangerous one (``warning`` set) only on the second call with its token."""
+        if warning is None:
+            return await self.control(command_cls, action, actor, body.reason, **fields)
+        params = {k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()}
+        ttl = self.settings.confirmation_ttl_s
+        if body.confirmation_token is None:
+            async def mint(ctx: Context) -> tuple[str, datetime]:
+                token, expires = await confirm.issue(ctx.conn, actor=actor, action=action, params=params,
+                                                     now=ctx.clock.now(), ttl_s=ttl)
+                await self._audit(ctx, actor, action, "PENDING_CONFIRM", {"params": params, "warning": warning},
+                                  uuid.uuid4())
+                return token, expires
+
+            token, expires = await self.transact(mint)
+            return JSONResponse(ConfirmationRequired(action=action, warning=warning, confirmation_token=token,
+                                                     expires_at=expires).model_dump(mode="json"), status_code=202)
+
+        async def spend(ctx: Context) -> bool:
+            ok = await confirm.redeem(ctx.conn, body.confirmation_token or "", actor=actor, action=action,
+                                      params=params, now=ctx.clock.now())
+            if not ok:
+                await self._audit(ctx, actor, action, "REFUSED", {"params": params,
+                                                                  "why": "invalid confirmation token"}, uuid.uuid4())
+            return ok
+
+        if not await self.transact(spend):
+            raise HTTPException(status.HTTP_409_CONFLICT, "confirmation token invalid, expired, already used, or "
+                                                          "issued for another request or operator")
+        return await self.control(command_cls, action, actor, body.reason, **fields)
+
     async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str,
                       **fields: Any) -> Any:
         """Publish the command with its audit row (one transaction), then wait for the confirmation."""

@@ -1,33 +1,68 @@
-"""Foundation matching: a market order fills at the open of the first stored candle after the candle its
-decision was made on, plus the taker fee.
+"""The paper venue: ``quorum.matching.MatchingEngine`` per (exchange, symbol), driven by candles, order-book
+snapshots and the OMS's commands, its whole state persisted in ``matching_state`` after every event.
 
-Two consumers meet here (orders and candles) with no ordering between them, so the outcome must not depend
-on which arrives first: both take a per-symbol advisory lock, and market data commits a candle to the
-database before publishing it. An order that finds its next candle stored fills at once; otherwise it rests
-(persisted in ``paper_orders``) until that candle's event arrives. Either way: the same fill, exactly once.
+Each message is one transaction under a per-symbol advisory lock: load the engine, apply the event, save the
+engine, record what the venue did (``paper_orders``, ``paper_fills``: the venue's own records, which the OMS
+reads to reconcile) and emit it through the outbox. A restart therefore resumes exactly where the last
+committed event left the engine — resting orders, armed stops, consumed liquidity and the latency RNG.
+
+Clock. The venue's time is market time: the latest candle close or snapshot it has seen (replays run far
+faster than the wall clock). An order arrives ``latency`` after that. Candle-driven books change only once
+per candle, so the order is matched at once against the book in force; with order-book snapshots it waits
+for the next snapshot, as it would on the exchange.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import candles, paper_orders
-from quorum.domain.matching import FeeSchedule, fill_market_at_open
+from quorum.db.tables import candles, matching_state, paper_fills, paper_orders
 from quorum.events.base import Envelope
 from quorum.events.fills import OrderFilled
-from quorum.events.market_data import CandleClosed
-from quorum.events.orders import OrderRejected, SubmitOrder
+from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
+from quorum.events.orders import CancelOrder, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, SubmitOrder
+from quorum.matching import (
+    EngineConfig,
+    FeeAsset,
+    Fill,
+    LatencyKind,
+    LatencyModel,
+    MatchingEngine,
+    Order,
+    Output,
+    StatusChange,
+    SyntheticBookModel,
+    VenueFees,
+)
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
-from quorum.types import OrderType, split_symbol
+from quorum.types import OrderStatus, Side, split_symbol, timeframe_seconds
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-OPEN, FILLED = "OPEN", "FILLED"
+
+class Latency(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: LatencyKind = LatencyKind.UNIFORM
+    low_ms: int = Field(default=50, ge=0)
+    high_ms: int = Field(default=200, ge=0)
+    mean_ms: float = Field(default=100.0, ge=0)
+    sd_ms: float = Field(default=40.0, ge=0)
+
+
+class Book(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    spread_bps: Decimal = Field(default=Decimal("2"), ge=0)
+    levels: int = Field(default=10, ge=1, le=1000)
+    level_step_bps: Decimal = Field(default=Decimal("1"), gt=0)
+    level_volume_fraction: Decimal = Field(default=Decimal("0.005"), gt=0, le=1)
 
 
 class MatchingSettings(ServiceSettings):
@@ -37,6 +72,30 @@ class MatchingSettings(ServiceSettings):
     venue: str = "paper"
     maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
     taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+    fee_asset: FeeAsset = Field(default=FeeAsset.QUOTE, description="quote, or the asset received (as Binance)")
+    latency: Latency = Field(default_factory=Latency)
+    synthetic_book: Book = Field(default_factory=Book, description="the book assumed from a candle")
+    candle_fill_fraction: Decimal = Field(default=Decimal("0.1"), gt=0, le=1)
+    lot_step: Decimal | None = Field(default=None, gt=0)
+    seed: int = Field(default=0, description="latency RNG seed (per symbol: seed + a hash of the symbol)")
+
+    def engine_config(self) -> EngineConfig:
+        lat, book = self.latency, self.synthetic_book
+        return EngineConfig(
+            fees=VenueFees(self.maker_fee, self.taker_fee, self.fee_asset),
+            latency=LatencyModel(lat.kind, lat.low_ms, lat.high_ms, lat.mean_ms, lat.sd_ms),
+            synthetic_book=SyntheticBookModel(book.spread_bps, book.levels, book.level_step_bps,
+                                              book.level_volume_fraction),
+            candle_fill_fraction=self.candle_fill_fraction, lot_step=self.lot_step,
+            remember_final=500)  # the state is saved per event: keep the duplicate-id memory small
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class MatchingService(Service):
@@ -45,58 +104,155 @@ class MatchingService(Service):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fees = FeeSchedule(maker=self.settings.maker_fee, taker=self.settings.taker_fee)
+        self.engine_config = self.settings.engine_config()
 
     def handlers(self) -> dict[str, Handler]:
-        return {"matching-orders": self.on_submit, "matching-candles": self.on_candle}
+        return {"matching-orders": self.on_command, "matching-candles": self.on_candle,
+                "matching-books": self.on_book}
 
-    @staticmethod
-    async def _lock(ctx: Context, exchange: str, symbol: str) -> None:
+    # --- engine state -------------------------------------------------------------------------------------
+    async def _engine(self, ctx: Context, exchange: str, symbol: str) -> MatchingEngine:
         await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                                {"k": f"matching:{exchange}:{symbol}"})
+        row = (await ctx.conn.execute(select(matching_state.c.state).where(
+            matching_state.c.exchange == exchange, matching_state.c.symbol == symbol))).first()
+        if row is not None:
+            return MatchingEngine.from_dict(row.state, self.engine_config)
+        seed = self.settings.seed + int.from_bytes(f"{exchange}:{symbol}".encode()[:8].ljust(8, b"\0"), "big")
+        return MatchingEngine(symbol, self.engine_config, seed % 2**63)
 
-    async def on_submit(self, ctx: Context) -> None:
-        cmd: SubmitOrder = ctx.message.payload
-        if cmd.order_type is not OrderType.MARKET:
-            ctx.emit(OrderRejected(venue=cmd.venue, client_order_id=cmd.client_order_id, symbol=cmd.symbol,
-                                   reason_code="UNSUPPORTED_ORDER_TYPE", detail=f"{cmd.order_type} not supported yet"))
+    async def _save(self, ctx: Context, exchange: str, engine: MatchingEngine) -> None:
+        values = {"state": engine.to_dict(), "updated_at": ctx.clock.now()}
+        await ctx.conn.execute(insert(matching_state).values(exchange=exchange, symbol=engine.symbol, **values)
+                               .on_conflict_do_update(index_elements=["exchange", "symbol"], set_=values))
+
+    async def _publish(self, ctx: Context, exchange: str, outputs: list[Output]) -> None:
+        """Record and announce what the venue did, in the order it happened."""
+        commands: dict[str, SubmitOrder] = {}
+        for out in outputs:
+            coid = out.client_order_id
+            if coid not in commands:
+                row = (await ctx.conn.execute(select(paper_orders.c.command).where(
+                    paper_orders.c.client_order_id == coid))).first()
+                if row is None:
+                    continue  # not an order this venue holds (a cancel for an unknown id): nothing to tell
+                commands[coid] = Envelope[SubmitOrder].model_validate(row.command).payload
+            cmd = commands[coid]
+            if isinstance(out, Fill):
+                fill = OrderFilled(
+                    fill_id=out.fill_id, venue=cmd.venue, mode=cmd.mode, client_order_id=coid, exchange=exchange,
+                    symbol=cmd.symbol, side=out.side, quantity=out.quantity, price=out.price, fee=out.fee,
+                    fee_currency=out.fee_currency, liquidity=out.liquidity, ts=_dt(out.ts), is_final=out.is_final)
+                await ctx.conn.execute(insert(paper_fills).values(
+                    fill_id=out.fill_id, client_order_id=coid, fill=fill.model_dump(mode="json"), ts=fill.ts,
+                ).on_conflict_do_nothing())
+                ctx.emit(fill, key=out.fill_id, event_time=fill.ts)
+            elif isinstance(out, StatusChange):
+                await ctx.conn.execute(update(paper_orders).where(paper_orders.c.client_order_id == coid)
+                                       .values(status=out.status.value))
+                self._announce(ctx, cmd, out)
+
+    @staticmethod
+    def _announce(ctx: Context, cmd: SubmitOrder, out: StatusChange) -> None:
+        common = {"venue": cmd.venue, "client_order_id": cmd.client_order_id, "symbol": cmd.symbol}
+        ts = _dt(out.ts)
+        event: Any = {
+            OrderStatus.ACCEPTED: lambda: OrderAccepted(**common, ts=ts),
+            OrderStatus.CANCELED: lambda: OrderCanceled(**common, reason_code=out.reason or "CANCELED",
+                                                        filled_quantity=out.filled_quantity, ts=ts),
+            OrderStatus.EXPIRED: lambda: OrderExpired(**common, reason_code=out.reason or "EXPIRED",
+                                                      filled_quantity=out.filled_quantity, ts=ts),
+            OrderStatus.REJECTED: lambda: OrderRejected(**common, reason_code=out.reason or "REJECTED"),
+        }.get(out.status)
+        if event is not None:  # PARTIALLY_FILLED / FILLED travel as fills
+            ctx.emit(event(), key=f"{cmd.client_order_id}:{out.status.value}", event_time=ts)
+
+    # --- handlers -----------------------------------------------------------------------------------------
+    async def on_command(self, ctx: Context) -> None:
+        cmd = ctx.message.payload
+        if isinstance(cmd, CancelOrder):
+            row = (await ctx.conn.execute(select(paper_orders.c.exchange).where(
+                paper_orders.c.client_order_id == cmd.client_order_id))).first()
+            if row is None:
+                return  # never reached this venue: nothing to cancel
+            engine = await self._engine(ctx, row.exchange, cmd.symbol)
+            outputs = engine.cancel(engine.now, cmd.client_order_id)
+            await self._save(ctx, row.exchange, engine)
+            await self._publish(ctx, row.exchange, outputs)
             return
-        await self._lock(ctx, cmd.exchange, cmd.symbol)
+        assert isinstance(cmd, SubmitOrder)
+        engine = await self._engine(ctx, cmd.exchange, cmd.symbol)
         stored = (await ctx.conn.execute(insert(paper_orders).values(
-            client_order_id=cmd.client_order_id, exchange=cmd.exchange, symbol=cmd.symbol, status=OPEN,
+            client_order_id=cmd.client_order_id, exchange=cmd.exchange, symbol=cmd.symbol, status="SUBMITTED",
             command=ctx.message.model_dump(mode="json"), reference_ts=cmd.reference_ts,
         ).on_conflict_do_nothing().returning(paper_orders.c.client_order_id))).first()
         if stored is None:
             return  # the venue has this order already
-        nxt = (await ctx.conn.execute(
-            select(candles.c.ts, candles.c.open)
-            .where(candles.c.exchange == cmd.exchange, candles.c.symbol == cmd.symbol,
-                   candles.c.ts > cmd.reference_ts)
-            .order_by(candles.c.ts).limit(1)
-        )).first()
-        if nxt is not None:
-            await self._fill(ctx, ctx.message, nxt.open, nxt.ts)
+        if engine.book is None:
+            await self._warm_up(ctx, engine, cmd)
+        short = await self._oversold(ctx, cmd) if cmd.side is Side.SELL else None
+        if short is not None:
+            await ctx.conn.execute(update(paper_orders).where(paper_orders.c.client_order_id == cmd.client_order_id)
+                                   .values(status=OrderStatus.REJECTED.value))
+            ctx.emit(OrderRejected(venue=cmd.venue, client_order_id=cmd.client_order_id, symbol=cmd.symbol,
+                                   reason_code="INSUFFICIENT_BALANCE", detail=short))
+            return
+        outputs = engine.submit(engine.now, Order(
+            cmd.client_order_id, cmd.side, cmd.quantity, cmd.order_type, cmd.limit_price, cmd.stop_price,
+            cmd.time_in_force, cmd.oco_group))
+        if engine.book is None or engine.book.synthetic:
+            outputs += engine.advance(engine.now + self.engine_config.latency.high_ms + 1)
+        await self._save(ctx, cmd.exchange, engine)
+        await self._publish(ctx, cmd.exchange, outputs)
+
+    async def _oversold(self, ctx: Context, cmd: SubmitOrder) -> str | None:
+        """Spot has no shorting: like the exchange, refuse a sell beyond the free balance — what the venue's own
+        fills hold, less what open sells already lock (an OCO group locks once, as on Binance)."""
+        base, _ = split_symbol(cmd.symbol)
+        held = Decimal(0)
+        for (fill,) in (await ctx.conn.execute(select(paper_fills.c.fill).join(
+                paper_orders, paper_orders.c.client_order_id == paper_fills.c.client_order_id).where(
+                paper_orders.c.exchange == cmd.exchange, paper_orders.c.symbol == cmd.symbol))).all():
+            qty, fee = Decimal(fill["quantity"]), Decimal(fill["fee"]) if fill["fee_currency"] == base else Decimal(0)
+            held += qty - fee if fill["side"] == Side.BUY.value else -qty
+        locked: dict[str, Decimal] = {}
+        for row in (await ctx.conn.execute(select(paper_orders.c.client_order_id, paper_orders.c.command).where(
+                paper_orders.c.exchange == cmd.exchange, paper_orders.c.symbol == cmd.symbol,
+                paper_orders.c.status.in_(("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED")),
+                paper_orders.c.client_order_id != cmd.client_order_id))).all():
+            other = row.command["payload"]
+            if other["side"] != Side.SELL.value or (cmd.oco_group and other.get("oco_group") == cmd.oco_group):
+                continue  # buys lock quote, not base; the legs of one OCO share one lock
+            filled = sum((Decimal(f["quantity"]) for (f,) in (await ctx.conn.execute(select(paper_fills.c.fill).where(
+                paper_fills.c.client_order_id == row.client_order_id))).all()), Decimal(0))
+            group = other.get("oco_group") or row.client_order_id
+            locked[group] = max(locked.get(group, Decimal(0)), Decimal(other["quantity"]) - filled)
+        free = held - sum(locked.values(), Decimal(0))
+        return None if cmd.quantity <= free else f"sell {cmd.quantity} > free {free} (held {held})"
+
+    async def _warm_up(self, ctx: Context, engine: MatchingEngine, cmd: SubmitOrder) -> None:
+        """A venue that has seen no market data yet for this symbol starts from the last stored candle at or
+        before the decision (the same candle the decision saw), so its first order has a market to meet."""
+        row = (await ctx.conn.execute(select(candles).where(
+            candles.c.exchange == cmd.exchange, candles.c.symbol == cmd.symbol, candles.c.ts <= cmd.reference_ts)
+            .order_by(candles.c.ts.desc()).limit(1))).first()
+        if row is not None:
+            close = row.ts + timedelta(seconds=timeframe_seconds(row.timeframe))
+            engine.on_candle(_ms(close), row.open, row.high, row.low, row.close, row.volume)
 
     async def on_candle(self, ctx: Context) -> None:
         c: CandleClosed = ctx.message.payload
-        await self._lock(ctx, c.exchange, c.symbol)
-        resting = (await ctx.conn.execute(
-            select(paper_orders.c.command)
-            .where(paper_orders.c.exchange == c.exchange, paper_orders.c.symbol == c.symbol,
-                   paper_orders.c.status == OPEN, paper_orders.c.reference_ts < c.ts)
-            .order_by(paper_orders.c.created_at, paper_orders.c.client_order_id)
-        )).all()
-        for row in resting:
-            await self._fill(ctx, Envelope[SubmitOrder].model_validate(row.command), c.open, c.ts)
+        engine = await self._engine(ctx, c.exchange, c.symbol)
+        close = c.ts + timedelta(seconds=timeframe_seconds(c.timeframe))
+        outputs = engine.on_candle(_ms(close), c.open, c.high, c.low, c.close, c.volume)
+        await self._save(ctx, c.exchange, engine)
+        await self._publish(ctx, c.exchange, outputs)
 
-    async def _fill(self, ctx: Context, order_env: Envelope[Any], price: Decimal, ts: Any) -> None:
-        cmd: SubmitOrder = order_env.payload
-        _, quote = split_symbol(cmd.symbol)
-        ex = fill_market_at_open(cmd.side, cmd.quantity, price, quote, self.fees)
-        await ctx.conn.execute(update(paper_orders).where(paper_orders.c.client_order_id == cmd.client_order_id)
-                               .values(status=FILLED))
-        ctx.emit(OrderFilled(
-            fill_id=f"{cmd.client_order_id}-1", venue=cmd.venue, mode=cmd.mode, client_order_id=cmd.client_order_id,
-            exchange=cmd.exchange, symbol=cmd.symbol, side=ex.side, quantity=ex.quantity, price=ex.price,
-            fee=ex.fee, fee_currency=ex.fee_currency, liquidity=ex.liquidity, ts=ts,
-        ), key=cmd.client_order_id, event_time=ts)
+    async def on_book(self, ctx: Context) -> None:
+        b: OrderBookSnapshotted = ctx.message.payload
+        engine = await self._engine(ctx, b.exchange, b.symbol)
+        outputs = engine.on_book(_ms(b.ts), [(lv.price, lv.quantity) for lv in b.bids],
+                                 [(lv.price, lv.quantity) for lv in b.asks])
+        await self._save(ctx, b.exchange, engine)
+        await self._publish(ctx, b.exchange, outputs)
+

@@ -1,66 +1,119 @@
-"""Adapter around ``quorum.domain.risk``: loads the portfolio view, asks for a verdict, records every check,
-and publishes approval or refusal. Its portfolio is a projection of the OMS's terminal order updates.
+"""Adapter around ``quorum.risk``: builds the portfolio view from its own projection, asks for a verdict,
+records every check, and publishes approval or refusal. It also marks held positions on every candle to
+track the drawdown (an emergency halt runs the configured action), keeps the kill switches (manual, and
+automatic after a losing streak) and owns the active risk profile.
 
 Cash is reserved when a buy is approved and settled when its order ends, so two approvals can never spend
-the same cash.
+the same cash. Every terminal order is settled — protective and liquidation orders too, not only the ones
+risk approved — so the projection follows what was really executed.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import risk_balances, risk_checks, risk_positions, risk_profile_state, risk_state
-from quorum.domain.risk import RiskLimits, SymbolView, assess
+from quorum.db.tables import (
+    risk_balances,
+    risk_checks,
+    risk_daily,
+    risk_drawdown,
+    risk_kill_switch,
+    risk_positions,
+    risk_profile_state,
+    risk_state,
+)
 from quorum.events.control import (
+    CancelAllOrders,
+    ClearEmergencyHalt,
+    CloseAllPositions,
+    ControlRefused,
+    DrawdownHaltTriggered,
+    EmergencyHaltCleared,
+    EngageKillSwitch,
     HaltTrading,
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    ReleaseKillSwitch,
     ResumeTrading,
     RiskProfileChanged,
     SetRiskProfile,
     TradingHalted,
     TradingResumed,
 )
+from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderIntentApproved, OrderIntentRefused, OrderUpdated
 from quorum.events.signals import DecisionMade
 from quorum.ids import client_order_id
+from quorum.risk import drawdown, killswitch
+from quorum.risk.killswitch import GLOBAL as ALL_SYMBOLS
+from quorum.risk.killswitch import KillState
+from quorum.risk.profiles import ProfileLimits, RiskConfig
+from quorum.risk.sizing import Holding, MarketRules, PortfolioView, TradeIntent, assess
+from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import Action, RiskProfile, Side, split_symbol
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 GLOBAL = "global"
+SYSTEM = "SYSTEM:risk"
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lot_step: Decimal = Field(default=Decimal("0.00001"), gt=0)
+    min_notional: Decimal = Field(default=Decimal("10"), ge=0)
 
 
 class RiskSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUORUM_RISK_", extra="ignore", frozen=True)
 
     http_port: int = 8105
-    position_fraction: Decimal = Field(default=Decimal("0.10"), gt=0, le=1)
-    lot_step: Decimal = Field(default=Decimal("0.00001"), gt=0)
-    min_notional: Decimal = Field(default=Decimal("10"), ge=0)
-    fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
+    config: RiskConfig = Field(default_factory=RiskConfig, description="JSON RiskConfig: profiles, actions, ...")
+    market_rules: dict[str, Rules] = Field(default_factory=dict, description="per symbol lot step / min notional")
+    default_rules: Rules = Field(default_factory=Rules)
 
 
 class RiskService(Service):
     NAME = "risk"
     settings: RiskSettings
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        s = self.settings
-        self.limits = RiskLimits(s.position_fraction, s.lot_step, s.min_notional, s.fee_rate)
-
     def handlers(self) -> dict[str, Handler]:
         return {"risk-decisions": self.on_decision, "risk-orders": self.on_order_update,
-                "risk-control": self.on_control}
+                "risk-control": self.on_control, "risk-candles": self.on_candle}
 
-    # --- state access ---------------------------------------------------------------------------------
-    async def _halted(self, ctx: Context) -> bool:
-        row = (await ctx.conn.execute(select(risk_state.c.halted).where(risk_state.c.scope == GLOBAL))).first()
-        return bool(row and row.halted)
+    @property
+    def config(self) -> RiskConfig:
+        return self.settings.config
+
+    def rules(self, symbol: str) -> MarketRules:
+        r = self.settings.market_rules.get(symbol, self.settings.default_rules)
+        return MarketRules(lot_step=r.lot_step, min_notional=r.min_notional)
+
+    # --- state access ---------------------------------------------------------------------------------------
+    async def _halt_row(self, ctx: Context) -> Any:
+        return (await ctx.conn.execute(select(risk_state).where(risk_state.c.scope == GLOBAL))).first()
+
+    async def _set_halt(self, ctx: Context, halted: bool, actor: str, reason: str, emergency: bool = False) -> None:
+        values = {"scope": GLOBAL, "halted": halted, "emergency": emergency, "reason": reason, "updated_by": actor,
+                  "updated_at": ctx.clock.now()}
+        await ctx.conn.execute(insert(risk_state).values(values).on_conflict_do_update(
+            index_elements=["scope"], set_=values))
+
+    async def _profile(self, ctx: Context) -> RiskProfile:
+        row = (await ctx.conn.execute(select(risk_profile_state.c.profile)
+                                      .where(risk_profile_state.c.scope == GLOBAL))).scalar_one_or_none()
+        return RiskProfile(row) if row else self.settings.risk_profile
+
+    async def _limits(self, ctx: Context) -> ProfileLimits:
+        return self.config.profiles[await self._profile(ctx)]
 
     async def _cash(self, ctx: Context) -> Decimal:
         """Quote cash, seeded with the paper starting balance the first time."""
@@ -74,89 +127,226 @@ class RiskService(Service):
         await ctx.conn.execute(update(risk_balances).where(risk_balances.c.currency == self.settings.quote_currency)
                                .values(amount=risk_balances.c.amount + delta))
 
-    async def _position_row(self, ctx: Context, exchange: str, symbol: str):  # noqa: ANN202
-        await ctx.conn.execute(insert(risk_positions).values(exchange=exchange, symbol=symbol, quantity=0,
+    async def _position_row(self, ctx: Context, exchange: str, symbol: str) -> Any:
+        await ctx.conn.execute(insert(risk_positions).values(exchange=exchange, symbol=symbol, quantity=0, cost=0,
                                                              reserved_cash=0).on_conflict_do_nothing())
         q = select(risk_positions).where(risk_positions.c.exchange == exchange, risk_positions.c.symbol == symbol)
         return (await ctx.conn.execute(q.with_for_update())).one()
 
-    # --- handlers -------------------------------------------------------------------------------------
+    async def _kill_state(self, ctx: Context) -> KillState:
+        rows = (await ctx.conn.execute(select(risk_kill_switch))).all()
+        engaged = {r.scope for r in rows if r.engaged}
+        return KillState(global_engaged=ALL_SYMBOLS in engaged, symbols=frozenset(engaged - {ALL_SYMBOLS}),
+                         losing_streaks={r.scope: r.losing_streak for r in rows if r.losing_streak},
+                         reasons={r.scope: r.reason for r in rows if r.engaged})
+
+    async def _save_kill_state(self, ctx: Context, state: KillState, actor: str, automatic: frozenset[str]) -> None:
+        scopes = set(state.losing_streaks) | set(state.symbols) | ({ALL_SYMBOLS} if state.global_engaged else set())
+        await ctx.conn.execute(delete(risk_kill_switch).where(risk_kill_switch.c.scope.not_in(scopes or {""})))
+        for scope in sorted(scopes):
+            engaged = state.global_engaged if scope == ALL_SYMBOLS else scope in state.symbols
+            values = {"engaged": engaged, "losing_streak": state.losing_streaks.get(scope, 0),
+                      "reason": state.reasons.get(scope, ""), "updated_by": actor, "updated_at": ctx.clock.now()}
+            await ctx.conn.execute(insert(risk_kill_switch).values(scope=scope, automatic=scope in automatic, **values)
+                                   .on_conflict_do_update(index_elements=["scope"], set_={
+                                       **values, **({"automatic": True} if scope in automatic else {})}))
+
+    async def _portfolio(self, ctx: Context, day: datetime) -> PortfolioView:
+        cash = await self._cash(ctx)
+        rows = (await ctx.conn.execute(select(risk_positions))).all()
+        holdings = {r.symbol: Holding(symbol=r.symbol, quantity=r.quantity, mark_price=r.last_price,
+                                      reserved=r.reserved_cash, pending=r.pending_client_order_id is not None)
+                    for r in rows}
+        view = PortfolioView(cash=cash, holdings=holdings, day_start_equity=Decimal(0))
+        start = await self._day_start(ctx, day, view.equity)
+        halt = await self._halt_row(ctx)
+        kill = await self._kill_state(ctx)
+        return PortfolioView(cash=cash, holdings=holdings, day_start_equity=start, halted=bool(halt and halt.halted),
+                             kill_global=kill.global_engaged, killed_symbols=kill.symbols)
+
+    async def _day_start(self, ctx: Context, ts: datetime, equity: Decimal) -> Decimal:
+        day = ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        await ctx.conn.execute(insert(risk_daily).values(day=day, start_equity=equity).on_conflict_do_nothing())
+        return (await ctx.conn.execute(select(risk_daily.c.start_equity).where(risk_daily.c.day == day))).scalar_one()
+
+    # --- decisions ----------------------------------------------------------------------------------------
     async def on_decision(self, ctx: Context) -> None:
         d: DecisionMade = ctx.message.payload
         if d.action is Action.HOLD:
             return
         decision_id = ctx.message.event_id
-        cash = await self._cash(ctx)
-        pos = await self._position_row(ctx, d.exchange, d.symbol)
+        await self._cash(ctx)  # lock order: balances, then position (as in settlement): no deadlock
+        await self._position_row(ctx, d.exchange, d.symbol)
         await ctx.conn.execute(update(risk_positions).where(
             risk_positions.c.exchange == d.exchange, risk_positions.c.symbol == d.symbol).values(last_price=d.price))
-        marked = (await ctx.conn.execute(select(func.coalesce(func.sum(
-            risk_positions.c.quantity * func.coalesce(risk_positions.c.last_price, 0) + risk_positions.c.reserved_cash
-        ), 0)))).scalar_one()
+        portfolio = await self._portfolio(ctx, d.ts)
         verdict = assess(
-            d.action, d.price, SymbolView(position=pos.quantity, pending=pos.pending_client_order_id is not None),
-            cash=cash, equity=cash + marked, halted=await self._halted(ctx), limits=self.limits,
-            intent=d.intent, fraction=d.fraction,
-        )
+            TradeIntent(symbol=d.symbol, action=d.action, intent=d.intent, fraction=d.fraction, price=d.price,
+                        confidence=d.confidence, stop_loss=d.stop_loss, take_profit=d.take_profit, atr=d.atr),
+            portfolio, await self._limits(ctx), self.rules(d.symbol), self.config)
+        checks = verdict.checks_dict()
         await ctx.conn.execute(insert(risk_checks).values(
             decision_id=decision_id, exchange=d.exchange, symbol=d.symbol, side=verdict.side.value,
             outcome="APPROVED" if verdict.approved else "REFUSED", reason_code=verdict.reason_code,
-            quantity=verdict.quantity, checks=verdict.checks,
+            quantity=verdict.quantity, checks=checks,
         ).on_conflict_do_nothing())
         if not verdict.approved:
             ctx.emit(OrderIntentRefused(decision_id=decision_id, exchange=d.exchange, symbol=d.symbol,
                                         side=verdict.side, reason_code=verdict.reason_code or "UNKNOWN"))
             return
         assert verdict.quantity is not None
-        reserve = verdict.quantity * d.price * (1 + self.limits.fee_rate) if verdict.side is Side.BUY else Decimal(0)
+        reserve = verdict.quantity * d.price * (1 + self.config.fee_rate) if verdict.side is Side.BUY else Decimal(0)
         await self._add_cash(ctx, -reserve)
         await ctx.conn.execute(update(risk_positions).where(
             risk_positions.c.exchange == d.exchange, risk_positions.c.symbol == d.symbol,
         ).values(pending_client_order_id=client_order_id(decision_id), reserved_cash=reserve))
         ctx.emit(OrderIntentApproved(decision_id=decision_id, exchange=d.exchange, symbol=d.symbol,
-                                     side=verdict.side, quantity=verdict.quantity, reference_price=d.price,
-                                     reference_ts=d.ts, checks=verdict.checks))
+                                     side=verdict.side, intent=d.intent, quantity=verdict.quantity,
+                                     reference_price=d.price, reference_ts=d.ts, stop_loss=verdict.stop_loss,
+                                     take_profit=verdict.take_profit, checks=checks))
 
+    # --- settlement -----------------------------------------------------------------------------------------
     async def on_order_update(self, ctx: Context) -> None:
-        """Settle a finished order: release its reservation, book what actually filled."""
+        """Settle a finished order: release its reservation (if risk made one), book what actually executed,
+        and feed a completed sell's profit or loss to the kill switch's losing streak."""
         o: OrderUpdated = ctx.message.payload
         if not o.status.is_terminal:
             return
-        await self._cash(ctx)  # lock order as in on_decision (balances, then position): no deadlock
+        await self._cash(ctx)
         pos = await self._position_row(ctx, o.exchange, o.symbol)
-        if pos.pending_client_order_id != o.client_order_id:
-            return  # not ours to settle (already settled, or placed before this projection existed)
-        _, quote = split_symbol(o.symbol)
-        fees_in_quote = o.fees if o.fee_currency in (None, quote) else Decimal(0)
+        base, quote = split_symbol(o.symbol)
+        fee_quote = o.fees if o.fee_currency in (None, quote) else Decimal(0)
+        fee_base = o.fees if o.fee_currency == base else Decimal(0)
+        release = pos.reserved_cash if pos.pending_client_order_id == o.client_order_id else Decimal(0)
+        pending = None if pos.pending_client_order_id == o.client_order_id else pos.pending_client_order_id
         if o.side is Side.BUY:
-            cash_delta, qty_delta = -(o.quote_spent + fees_in_quote), o.filled_quantity
+            qty = pos.quantity + o.filled_quantity - fee_base
+            cost = pos.cost + o.quote_spent + fee_quote
+            cash_delta = -(o.quote_spent + fee_quote)
+            pnl = None
         else:
-            cash_delta, qty_delta = o.quote_spent - fees_in_quote, -o.filled_quantity
-        await self._add_cash(ctx, pos.reserved_cash + cash_delta)
+            sold = min(o.filled_quantity, pos.quantity)
+            share = pos.cost * sold / pos.quantity if pos.quantity > 0 else Decimal(0)
+            qty, cost = pos.quantity - sold, pos.cost - share
+            cash_delta = o.quote_spent - fee_quote - fee_base * (o.average_price or 0)
+            pnl = cash_delta - share if o.filled_quantity > 0 else None
+        await self._add_cash(ctx, release + cash_delta)
         await ctx.conn.execute(update(risk_positions).where(
             risk_positions.c.exchange == o.exchange, risk_positions.c.symbol == o.symbol,
-        ).values(quantity=risk_positions.c.quantity + qty_delta, pending_client_order_id=None, reserved_cash=0))
+        ).values(quantity=qty, cost=cost, pending_client_order_id=pending,
+                 reserved_cash=pos.reserved_cash - release))
+        if pnl is not None:
+            await self._record_trade(ctx, o.symbol, pnl)
 
+    async def _record_trade(self, ctx: Context, symbol: str, pnl: Decimal) -> None:
+        state, tripped = killswitch.record_closed_trade(await self._kill_state(ctx), symbol, pnl,
+                                                       self.config.kill_after_consecutive_losses)
+        await self._save_kill_state(ctx, state, SYSTEM, frozenset(tripped))
+        for scope in tripped:
+            reason = state.reasons.get(scope, "losing streak")
+            ctx.emit(KillSwitchEngaged(actor=SYSTEM, reason=reason,
+                                       symbol=None if scope == ALL_SYMBOLS else scope, automatic=True),
+                     key=f"auto-kill:{scope}")
+            await self._audit(ctx, SYSTEM, "kill_switch_engage", "CONFIRMED", {"scope": scope, "reason": reason,
+                                                                              "automatic": True})
+
+    # --- marks and drawdown -----------------------------------------------------------------------------------
+    async def on_candle(self, ctx: Context) -> None:
+        """Mark a held symbol and check the portfolio's drawdown against the active profile's limit."""
+        c: CandleClosed = ctx.message.payload
+        held = (await ctx.conn.execute(update(risk_positions).where(
+            risk_positions.c.exchange == c.exchange, risk_positions.c.symbol == c.symbol,
+            (risk_positions.c.quantity > 0) | (risk_positions.c.reserved_cash > 0),
+        ).values(last_price=c.close).returning(risk_positions.c.symbol))).first()
+        if held is None:
+            return
+        portfolio = await self._portfolio(ctx, c.ts)
+        row = (await ctx.conn.execute(select(risk_drawdown).where(risk_drawdown.c.scope == GLOBAL)
+                                      .with_for_update())).first()
+        before = drawdown.DrawdownState(row.peak, row.equity, row.breached) if row else None
+        limits = await self._limits(ctx)
+        state, breached = drawdown.observe(before, portfolio.equity, limits.max_drawdown_pct)
+        values = {"peak": state.peak, "equity": state.equity, "breached": state.breached,
+                  "updated_at": ctx.clock.now()}
+        await ctx.conn.execute(insert(risk_drawdown).values(scope=GLOBAL, **values).on_conflict_do_update(
+            index_elements=["scope"], set_=values))
+        if breached:
+            await self._emergency(ctx, state, limits)
+
+    async def _emergency(self, ctx: Context, state: drawdown.DrawdownState, limits: ProfileLimits) -> None:
+        action = self.config.drawdown_action
+        plan = drawdown.halt_plan(action)
+        reason = (f"drawdown {state.drawdown_pct:.2f}% from peak {state.peak} breached the "
+                  f"{limits.max_drawdown_pct}% limit")
+        await self._set_halt(ctx, True, SYSTEM, reason, emergency=True)
+        ctx.emit(DrawdownHaltTriggered(peak=state.peak, equity=state.equity, drawdown_pct=state.drawdown_pct,
+                                       limit_pct=limits.max_drawdown_pct, action=action.value))
+        ctx.emit(TradingHalted(actor=SYSTEM, reason=reason))
+        if plan.close_positions:
+            ctx.emit(CloseAllPositions(actor=SYSTEM, reason=reason))
+        elif plan.cancel_orders:
+            ctx.emit(CancelAllOrders(actor=SYSTEM, reason=reason))
+        await self._audit(ctx, SYSTEM, "drawdown_halt", "CONFIRMED", {
+            "action": action.value, "peak": str(state.peak), "equity": str(state.equity),
+            "drawdown_pct": str(state.drawdown_pct)})
+
+    # --- controls -------------------------------------------------------------------------------------------
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload
-        if isinstance(cmd, SetRiskProfile):
-            await self._set_profile(ctx, cmd)
+        handler = {
+            HaltTrading: self._halt, ResumeTrading: self._resume, SetRiskProfile: self._set_profile,
+            EngageKillSwitch: self._kill, ReleaseKillSwitch: self._kill, ClearEmergencyHalt: self._clear,
+        }[type(cmd)]
+        await handler(ctx, cmd)
+
+    async def _halt(self, ctx: Context, cmd: HaltTrading) -> None:
+        row = await self._halt_row(ctx)
+        await self._set_halt(ctx, True, cmd.actor, cmd.reason, emergency=bool(row and row.emergency))
+        ctx.emit(TradingHalted(actor=cmd.actor, reason=cmd.reason))
+
+    async def _resume(self, ctx: Context, cmd: ResumeTrading) -> None:
+        row = await self._halt_row(ctx)
+        if row is not None and row.emergency:
+            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code="EMERGENCY_HALT",
+                                    detail="an emergency halt is lifted only by clearing it (with confirmation)"))
             return
-        halted = isinstance(cmd, HaltTrading)
-        assert halted or isinstance(cmd, ResumeTrading)
-        values = {"scope": GLOBAL, "halted": halted, "reason": cmd.reason, "updated_by": cmd.actor,
-                  "updated_at": ctx.clock.now()}
-        await ctx.conn.execute(insert(risk_state).values(values).on_conflict_do_update(
-            index_elements=["scope"], set_=values))
-        confirmation = TradingHalted if halted else TradingResumed
-        ctx.emit(confirmation(actor=cmd.actor, reason=cmd.reason))
+        await self._set_halt(ctx, False, cmd.actor, cmd.reason)
+        ctx.emit(TradingResumed(actor=cmd.actor, reason=cmd.reason))
+
+    async def _clear(self, ctx: Context, cmd: ClearEmergencyHalt) -> None:
+        row = await self._halt_row(ctx)
+        if row is None or not row.emergency:
+            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code="NO_EMERGENCY_HALT",
+                                    detail="there is no emergency halt to clear"))
+            return
+        dd = (await ctx.conn.execute(select(risk_drawdown).where(risk_drawdown.c.scope == GLOBAL))).first()
+        if dd is not None:
+            cleared = drawdown.clear(drawdown.DrawdownState(dd.peak, dd.equity, dd.breached))
+            await ctx.conn.execute(update(risk_drawdown).where(risk_drawdown.c.scope == GLOBAL).values(
+                peak=cleared.peak, equity=cleared.equity, breached=False, updated_at=ctx.clock.now()))
+        await self._set_halt(ctx, False, cmd.actor, cmd.reason)
+        ctx.emit(EmergencyHaltCleared(actor=cmd.actor, reason=cmd.reason))
+
+    async def _kill(self, ctx: Context, cmd: EngageKillSwitch | ReleaseKillSwitch) -> None:
+        state = await self._kill_state(ctx)
+        if isinstance(cmd, EngageKillSwitch):
+            state = killswitch.engage(state, cmd.symbol, cmd.reason or "operator")
+            confirmation: Any = KillSwitchEngaged(actor=cmd.actor, reason=cmd.reason, symbol=cmd.symbol)
+        else:
+            state = killswitch.release(state, cmd.symbol)
+            confirmation = KillSwitchReleased(actor=cmd.actor, reason=cmd.reason, symbol=cmd.symbol)
+        await self._save_kill_state(ctx, state, cmd.actor, frozenset())
+        ctx.emit(confirmation)
 
     async def _set_profile(self, ctx: Context, cmd: SetRiskProfile) -> None:
-        previous = (await ctx.conn.execute(select(risk_profile_state.c.profile).where(
-            risk_profile_state.c.scope == GLOBAL).with_for_update())).scalar_one_or_none()
+        previous = await self._profile(ctx)
         values = {"scope": GLOBAL, "profile": cmd.profile.value, "updated_by": cmd.actor,
                   "updated_at": ctx.clock.now()}
         await ctx.conn.execute(insert(risk_profile_state).values(values).on_conflict_do_update(
             index_elements=["scope"], set_=values))
-        ctx.emit(RiskProfileChanged(actor=cmd.actor, reason=cmd.reason, profile=cmd.profile,
-                                    previous=RiskProfile(previous) if previous else self.settings.risk_profile))
+        ctx.emit(RiskProfileChanged(actor=cmd.actor, reason=cmd.reason, profile=cmd.profile, previous=previous))
+
+    async def _audit(self, ctx: Context, actor: str, action: str, status: str, details: dict[str, Any]) -> None:
+        await record_audit(ctx, actor=actor, action=action, mode=self.settings.trading_mode.value,
+                           risk_profile=(await self._profile(ctx)).value, status=status, details=details,
+                           key=f"{ctx.message.event_id}:{action}")

@@ -149,6 +149,7 @@ class FakeBinance:
             app.router.add_get("/api/v3/time", self._time)
             app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
             app.router.add_get("/api/v3/klines", self._klines)
+            self._add_routes(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -163,6 +164,9 @@ class FakeBinance:
         finally:
             ready.set()
             loop.close()
+
+    def _add_routes(self, app: web.Application) -> None:
+        """Subclasses serve more of the API (the account and order endpoints)."""
 
     # ---- data and fault knobs ----------------------------------------------------------------------------------
 

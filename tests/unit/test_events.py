@@ -21,7 +21,9 @@ from quorum.events.orders import OrderIntentApproved, OrderIntentRefused
 from quorum.types import Side, TradingMode
 
 CLOCK = TestClock(T0 + timedelta(hours=1, seconds=3))
-COMMANDS = {"SubmitOrder", "HaltTrading", "ResumeTrading", "AuthorizeRouting", "DisconnectRouting", "StartBackfill",
+COMMANDS = {"SubmitOrder", "CancelOrder", "SetOperatingMode", "ApproveProposal", "RejectProposal",
+            "EngageKillSwitch", "ReleaseKillSwitch", "ClearEmergencyHalt", "CancelAllOrders", "CloseAllPositions",
+            "HaltTrading", "ResumeTrading", "AuthorizeRouting", "DisconnectRouting", "StartBackfill",
             "SetCouncilMode", "SetRiskProfile"}
 IRREGULAR_PAST_PARTICIPLES = {"Made"}  # DecisionMade, PredictionMade
 

@@ -57,21 +57,21 @@ def test_every_live_state_can_still_end(status: S) -> None:
 
 
 @pytest.mark.parametrize(("current", "target", "legal"), [
-    (S.NEW, S.FILLED, False),                          # never fills before it reaches a venue
-    (S.NEW, S.SUBMITTED, True),
+    (S.PENDING, S.FILLED, False),                          # never fills before it reaches a venue
+    (S.PENDING, S.SUBMITTED, True),
     (S.SUBMITTED, S.FILLED, True),                     # a market order may fill at once
     (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, True),    # several partial fills
     (S.ACCEPTED, S.REJECTED, False),                   # accepted orders end by fill, cancel or expiry
     (S.FILLED, S.CANCELED, False),
-    (S.CANCELED, S.NEW, False),
-    (S.ACCEPTED, S.NEW, False),
+    (S.CANCELED, S.PENDING, False),
+    (S.ACCEPTED, S.PENDING, False),
 ])
 def test_business_rules_of_the_order_lifecycle(current: S, target: S, legal: bool) -> None:
     assert (target in TRANSITIONS[current]) is legal
 
 
 def test_no_state_leads_back_to_new() -> None:
-    assert all(S.NEW not in exits for exits in TRANSITIONS.values())
+    assert all(S.PENDING not in exits for exits in TRANSITIONS.values())
 
 
 # --- fills -----------------------------------------------------------------------------------------------

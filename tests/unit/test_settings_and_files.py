@@ -57,13 +57,13 @@ def test_a_prefixed_infrastructure_url_is_not_read(clean_env: pytest.MonkeyPatch
 
 
 def test_service_fields_are_read_with_the_service_prefix(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("QUORUM_RISK_POSITION_FRACTION", "0.25")
+    clean_env.setenv("QUORUM_RISK_DEFAULT_RULES", '{"min_notional": "25"}')
     clean_env.setenv("QUORUM_RISK_HTTP_PORT", "9105")
     clean_env.setenv("QUORUM_GATEWAY_API_TOKEN", STRONG_TOKEN)
-    clean_env.setenv("POSITION_FRACTION", "0.99")  # unprefixed: ignored
+    clean_env.setenv("DEFAULT_RULES", '{"min_notional": "99"}')  # unprefixed: ignored
 
     risk, gateway = RiskSettings(), GatewaySettings()
-    assert (risk.position_fraction, risk.http_port) == (Decimal("0.25"), 9105)
+    assert (risk.default_rules.min_notional, risk.http_port) == (Decimal("25"), 9105)
     assert gateway.api_token.get_secret_value() == STRONG_TOKEN
     assert gateway.http_port == 8000  # another service's prefix does not leak across
 
@@ -75,10 +75,26 @@ def test_shared_quorum_settings_apply_to_every_service(clean_env: pytest.MonkeyP
 
 
 def test_an_invalid_service_value_is_refused(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("QUORUM_RISK_POSITION_FRACTION", "1.5")
+    clean_env.setenv("QUORUM_RISK_CONFIG", '{"drawdown_action": "MARKET_CLOSE_ALL_AND_HALT"}')
 
-    with pytest.raises(ValueError, match="position_fraction"):
+    with pytest.raises(ValueError, match="market_close_acknowledged"):
         RiskSettings()
+
+
+def test_a_stop_distance_above_the_ceiling_is_refused_at_start_up(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("QUORUM_RISK_CONFIG", '{"profiles": {"LOW": ' + LOW_WITH_WIDE_STOP + ', "MEDIUM": '
+                     + LOW_WITH_WIDE_STOP.replace('"20"', '"10"') + ', "HIGH": '
+                     + LOW_WITH_WIDE_STOP.replace('"20"', '"15"') + '}}')
+
+    with pytest.raises(ValueError, match="15% ceiling"):
+        RiskSettings()
+
+
+LOW_WITH_WIDE_STOP = (
+    '{"risk_per_trade_pct": "1", "max_drawdown_pct": "10", "max_concurrent_positions": 3, '
+    '"max_total_exposure": {"mode": "PERCENT", "value": "50"}, '
+    '"max_cluster_exposure": {"mode": "ABSOLUTE", "value": "2000"}, "max_stop_distance_pct": "20", '
+    '"min_confidence": 0.5, "daily_loss_limit": {"mode": "PERCENT", "value": "3"}}')
 
 
 @pytest.mark.parametrize("password", ["quorum", "changeme", "admin", "password"])

@@ -12,7 +12,7 @@ from quorum.events.base import Payload
 from quorum.events.control import HaltTrading
 from quorum.events.ledger import TransactionPosted
 from quorum.events.market_data import CandleClosed
-from quorum.events.orders import OrderIntentApproved, SubmitOrder
+from quorum.events.orders import CancelOrder, OrderIntentApproved, SubmitOrder
 from quorum.subjects import dead_letter, family_wildcard, subject, subject_of, token
 from quorum.topology import TOPOLOGY
 from quorum.types import TradingMode
@@ -187,10 +187,11 @@ def test_consumer_bounds_redelivery_and_waits_for_acks(durable: str) -> None:
 
 
 def test_paper_matching_consumes_only_paper_venue_orders() -> None:
-    filt, = TOPOLOGY.consumer("matching-orders").filters
+    filters = TOPOLOGY.consumer("matching-orders").filters
 
-    assert covers(filt, subject(SubmitOrder, venue="paper", symbol="BTC/USDT"))
-    assert not covers(filt, subject(SubmitOrder, venue="binance", symbol="BTC/USDT"))
+    for command in (SubmitOrder, CancelOrder):
+        assert any(covers(f, subject(command, venue="paper", symbol="BTC/USDT")) for f in filters)
+        assert not any(covers(f, subject(command, venue="binance", symbol="BTC/USDT")) for f in filters)
 
 
 def test_looking_up_an_undeclared_consumer_fails_loudly() -> None:
@@ -202,7 +203,8 @@ def test_consumers_of_a_service_are_exactly_those_it_declares() -> None:
     services = {c.service for c in TOPOLOGY.consumers}
 
     assert sum(len(TOPOLOGY.consumers_of(s)) for s in services) == len(TOPOLOGY.consumers)
-    assert {c.durable for c in TOPOLOGY.consumers_of("risk")} == {"risk-decisions", "risk-orders", "risk-control"}
+    assert {c.durable for c in TOPOLOGY.consumers_of("risk")} == {
+        "risk-decisions", "risk-orders", "risk-control", "risk-candles"}
 
 
 # --- dead letters ----------------------------------------------------------------------------------------

@@ -277,6 +277,8 @@ risk_state = Table(
     metadata,
     Column("scope", String(64), primary_key=True),
     Column("halted", Boolean, nullable=False),
+    Column("emergency", Boolean, nullable=False, server_default="false",
+           comment="an automatic emergency halt: only ClearEmergencyHalt (confirmed) lifts it"),
     Column("reason", Text, nullable=False),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -295,10 +297,40 @@ risk_positions = Table(
     Column("exchange", String(32), nullable=False),
     Column("symbol", String(32), nullable=False),
     Column("quantity", Money, nullable=False),
+    Column("cost", Money, nullable=False, server_default="0", comment="quote paid for what is held, fees included"),
     Column("last_price", Money),
     Column("pending_client_order_id", String(64)),
     Column("reserved_cash", Money, nullable=False),
     PrimaryKeyConstraint("exchange", "symbol"),
+)
+
+risk_kill_switch = Table(
+    "risk_kill_switch",
+    metadata,
+    Column("scope", String(32), primary_key=True, comment="'*' for global, else the symbol"),
+    Column("engaged", Boolean, nullable=False),
+    Column("automatic", Boolean, nullable=False),
+    Column("losing_streak", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+risk_drawdown = Table(
+    "risk_drawdown",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("peak", Money, nullable=False),
+    Column("equity", Money, nullable=False),
+    Column("breached", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+risk_daily = Table(
+    "risk_daily",
+    metadata,
+    Column("day", DateTime(timezone=True), primary_key=True, comment="UTC midnight"),
+    Column("start_equity", Money, nullable=False),
 )
 
 risk_checks = Table(
@@ -320,6 +352,7 @@ oms_state = Table(
     metadata,
     Column("mode", String(8), primary_key=True),
     Column("routing_connected", Boolean, nullable=False),
+    Column("operating_mode", String(16), nullable=False, server_default="FULL_AUTO"),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -328,15 +361,23 @@ orders = Table(
     "orders",
     metadata,
     Column("client_order_id", String(64), primary_key=True),
-    Column("decision_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("decision_id", UUID(as_uuid=True), unique=True, comment="null for protective and liquidation orders"),
     Column("mode", String(8), nullable=False),
     Column("venue", String(32), nullable=False),
     Column("exchange", String(32), nullable=False),
     Column("symbol", String(32), nullable=False),
     Column("side", String(8), nullable=False),
     Column("order_type", String(16), nullable=False),
+    Column("time_in_force", String(8), nullable=False, server_default="GTC"),
+    Column("purpose", String(16), nullable=False, server_default="ENTRY",
+           comment="ENTRY, REENTRY, EXIT, STOP_LOSS, TAKE_PROFIT, LIQUIDATION"),
     Column("quantity", Money, nullable=False),
     Column("limit_price", Money),
+    Column("stop_price", Money),
+    Column("stop_loss", Money, comment="protective stop to attach once filled"),
+    Column("take_profit", Money, comment="take-profit to attach once filled"),
+    Column("parent_client_order_id", String(64), comment="the entry a protective order protects"),
+    Column("oco_group", String(64), comment="orders of one group: a fill of one cancels the others"),
     Column("status", String(24), nullable=False),
     Column("filled_quantity", Money, nullable=False),
     Column("average_price", Money),
@@ -344,11 +385,42 @@ orders = Table(
     Column("fee_currency", String(16)),
     Column("quote_spent", Money, nullable=False),
     Column("reason_code", String(64)),
+    Column("venue_final_status", String(24), comment="how the venue ended the order, once it did"),
+    Column("venue_final_filled", Money, comment="what had executed when the venue ended it"),
     Column("reference_ts", DateTime(timezone=True), nullable=False),
     _created(),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_orders_symbol_created", "symbol", "created_at"),
     Index("ix_orders_status", "status"),
+)
+
+trade_proposals = Table(
+    "trade_proposals",
+    metadata,
+    Column("decision_id", UUID(as_uuid=True), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("reference_price", Money, nullable=False),
+    Column("status", String(16), nullable=False, comment="PENDING, APPROVED, REJECTED, EXPIRED or OBSERVED"),
+    Column("intent", JSONB, nullable=False, comment="the approved intent's envelope, acted on at approval"),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("decided_by", String(200)),
+    Column("decided_at", DateTime(timezone=True)),
+    _created(),
+    Index("ix_trade_proposals_status", "status"),
+)
+
+reconciliation_discrepancies = Table(
+    "reconciliation_discrepancies",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    _ts(),
+    Column("venue", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("client_order_id", String(64)),
+    Column("detail", JSONB, nullable=False),
 )
 
 order_events = Table(
@@ -390,11 +462,31 @@ paper_orders = Table(
     Column("client_order_id", String(64), primary_key=True),
     Column("exchange", String(32), nullable=False),
     Column("symbol", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(24), nullable=False),
     Column("command", JSONB, nullable=False, comment="the SubmitOrder envelope, to resume after a restart"),
     Column("reference_ts", DateTime(timezone=True), nullable=False),
     _created(),
     Index("ix_paper_orders_open", "exchange", "symbol", "status"),
+)
+
+paper_fills = Table(
+    "paper_fills",
+    metadata,
+    Column("fill_id", String(64), primary_key=True),
+    Column("client_order_id", String(64), nullable=False),
+    Column("fill", JSONB, nullable=False, comment="the OrderFilled payload: the venue's own trade history"),
+    _ts(),
+    Index("ix_paper_fills_order", "client_order_id"),
+)
+
+matching_state = Table(
+    "matching_state",
+    metadata,
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("state", JSONB, nullable=False, comment="the engine's whole per-symbol state (orders, book, RNG)"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("exchange", "symbol"),
 )
 
 ledger_transactions = Table(
@@ -461,6 +553,18 @@ audit_log = Table(
     Column("details", JSONB, nullable=False),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
     Index("ix_audit_log_ts", "ts"),
+)
+
+confirmation_tokens = Table(
+    "confirmation_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True, comment="sha256 of the token; the token itself is never stored"),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("params_hash", String(64), nullable=False, comment="the confirmed request, so a token cannot be reused"),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    _created(),
 )
 
 inbox = Table(

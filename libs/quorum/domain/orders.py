@@ -8,7 +8,7 @@ from decimal import Decimal
 from quorum.types import OrderStatus as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
-    S.NEW: frozenset({S.SUBMITTED, S.REJECTED, S.CANCELED}),
+    S.PENDING: frozenset({S.SUBMITTED, S.REJECTED, S.CANCELED}),
     S.SUBMITTED: frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED, S.EXPIRED}),
     S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
@@ -33,7 +33,7 @@ def check_transition(current: S, target: S) -> None:
 @dataclass(frozen=True)
 class OrderState:
     quantity: Decimal
-    status: S = S.NEW
+    status: S = S.PENDING
     filled_quantity: Decimal = Decimal(0)
     quote_spent: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
@@ -54,3 +54,20 @@ class OrderState:
         check_transition(self.status, target)
         return replace(self, status=target, filled_quantity=filled, quote_spent=self.quote_spent + qty * price,
                        fees=self.fees + fee)
+
+    def accept(self) -> OrderState:
+        """The venue acknowledged the order. Its fills travel on another stream and may have come first: an
+        order already past SUBMITTED stays where it is."""
+        return self.to(S.ACCEPTED) if self.status is S.SUBMITTED else self
+
+    def close(self, final: S, venue_filled: Decimal) -> OrderState | None:
+        """The venue ended the order (CANCELED / EXPIRED / REJECTED) after ``venue_filled`` executed. The
+        terminal state is taken only once every one of those fills is booked (None: still waiting for fills),
+        so an order never goes terminal with executions unaccounted for."""
+        if final not in (S.CANCELED, S.EXPIRED, S.REJECTED):
+            raise ValueError(f"{final} is not a venue closing status")
+        if self.status.is_terminal:
+            return self
+        if self.filled_quantity < venue_filled:
+            return None
+        return self.to(final)

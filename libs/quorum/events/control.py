@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from uuid import UUID
+
 from pydantic import AwareDatetime, Field
 
 from quorum.events.base import Payload
-from quorum.types import CouncilMode, RiskProfile
+from quorum.types import CouncilMode, OperatingMode, RiskProfile
 
 
 class _Command(Payload):
@@ -116,3 +119,124 @@ class RiskProfileChanged(_Confirmation):
 
     profile: RiskProfile
     previous: RiskProfile
+
+
+class SetOperatingMode(_Command):
+    """Observe / Semi-Auto / Full-Auto; owned by the OMS."""
+
+    FAMILY = "control"
+
+    mode: OperatingMode
+
+
+class OperatingModeChanged(_Confirmation):
+    FAMILY = "control"
+
+    mode: OperatingMode
+    previous: OperatingMode
+
+
+class ApproveProposal(_Command):
+    FAMILY = "control"
+
+    decision_id: UUID
+
+
+class RejectProposal(_Command):
+    FAMILY = "control"
+
+    decision_id: UUID
+
+
+class ProposalApproved(_Confirmation):
+    FAMILY = "control"
+
+    decision_id: UUID
+    client_order_id: str
+
+
+class ProposalRejected(_Confirmation):
+    FAMILY = "control"
+
+    decision_id: UUID
+
+
+class ProposalExpired(_Confirmation):
+    """A Semi-Auto proposal nobody approved in time; it never becomes an order."""
+
+    FAMILY = "control"
+
+    decision_id: UUID
+
+
+class EngageKillSwitch(_Command):
+    """Close-only for one symbol, or for everything when ``symbol`` is None: exits and stops still work."""
+
+    FAMILY = "control"
+
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
+
+
+class ReleaseKillSwitch(_Command):
+    FAMILY = "control"
+
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
+
+
+class KillSwitchEngaged(_Confirmation):
+    FAMILY = "control"
+
+    symbol: str | None
+    automatic: bool = False
+
+
+class KillSwitchReleased(_Confirmation):
+    FAMILY = "control"
+
+    symbol: str | None
+
+
+class DrawdownHaltTriggered(Payload):
+    """Risk's emergency halt: the portfolio fell ``drawdown_pct`` from its peak, past the profile's limit."""
+
+    FAMILY = "control"
+
+    peak: Decimal
+    equity: Decimal
+    drawdown_pct: Decimal
+    limit_pct: Decimal
+    action: str
+
+
+class ClearEmergencyHalt(_Command):
+    FAMILY = "control"
+
+
+class EmergencyHaltCleared(_Confirmation):
+    FAMILY = "control"
+
+
+class CancelAllOrders(_Command):
+    """Cancel every open order (a symbol's only, when given)."""
+
+    FAMILY = "control"
+
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
+
+
+class CloseAllPositions(_Command):
+    """Market-sell every position (spot long-only: closing is selling what is held)."""
+
+    FAMILY = "control"
+
+
+class OrdersCancelRequested(_Confirmation):
+    FAMILY = "control"
+
+    orders: int = Field(ge=0, description="open orders a cancel was sent for")
+
+
+class PositionsCloseRequested(_Confirmation):
+    FAMILY = "control"
+
+    orders: int = Field(ge=0, description="market sells sent")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from quorum.events.base import Payload
 from quorum.types import (
     Exchange,
+    Intent,
     NonNegativeDecimal,
     OrderStatus,
     OrderType,
     PositiveDecimal,
     Side,
     Symbol,
+    TimeInForce,
     TradingMode,
 )
 
@@ -25,14 +27,19 @@ class OrderIntentApproved(Payload):
     FAMILY = "orders"
     ROUTING = ("exchange", "symbol")
 
+    SCHEMA_VERSION = 2
+
     decision_id: UUID
     exchange: Exchange
     symbol: Symbol
     side: Side
+    intent: Intent = Intent.ENTRY
     order_type: OrderType = OrderType.MARKET
     quantity: PositiveDecimal
     reference_price: PositiveDecimal
     reference_ts: AwareDatetime = Field(description="open time of the candle the decision was made on")
+    stop_loss: PositiveDecimal | None = Field(default=None, description="protective stop, placed once filled")
+    take_profit: PositiveDecimal | None = Field(default=None, description="take-profit, OCO with the stop")
     checks: dict[str, str] = Field(default_factory=dict, description="check name -> outcome")
 
 
@@ -50,12 +57,31 @@ class OrderIntentRefused(Payload):
     detail: str = ""
 
 
+class TradeProposed(Payload):
+    """Semi-Auto: an approved intent waits for an operator's approval until ``expires_at``."""
+
+    FAMILY = "orders"
+    ROUTING = ("exchange", "symbol")
+
+    decision_id: UUID
+    exchange: Exchange
+    symbol: Symbol
+    side: Side
+    quantity: PositiveDecimal
+    reference_price: PositiveDecimal
+    stop_loss: PositiveDecimal | None = None
+    take_profit: PositiveDecimal | None = None
+    expires_at: AwareDatetime
+
+
 class SubmitOrder(Payload):
-    """Command from the OMS to a venue adapter."""
+    """Command from the OMS to a venue adapter. Orders sharing an ``oco_group`` are one-cancels-the-others:
+    the venue cancels the rest of the group as soon as one of them executes (as Binance's OCO does)."""
 
     FAMILY = "venue"
     ROUTING = ("venue", "symbol")
     KIND = "command"
+    SCHEMA_VERSION = 2
 
     venue: str
     mode: TradingMode
@@ -64,9 +90,72 @@ class SubmitOrder(Payload):
     symbol: Symbol
     side: Side
     order_type: OrderType
+    time_in_force: TimeInForce = TimeInForce.GTC
     quantity: PositiveDecimal
     limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    oco_group: str | None = None
     reference_ts: AwareDatetime
+
+    @model_validator(mode="after")
+    def _prices_fit_the_type(self) -> SubmitOrder:
+        needs_limit = self.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = self.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if needs_limit != (self.limit_price is not None) or needs_stop != (self.stop_price is not None):
+            raise ValueError(f"{self.order_type} orders need exactly: "
+                             f"{'limit_price ' if needs_limit else ''}{'stop_price' if needs_stop else ''}".strip())
+        return self
+
+
+class CancelOrder(Payload):
+    """Command from the OMS to a venue: cancel what is left of an order."""
+
+    FAMILY = "venue"
+    ROUTING = ("venue", "symbol")
+    KIND = "command"
+
+    venue: str
+    client_order_id: str
+    symbol: Symbol
+    reason: str = Field(default="", max_length=200)
+
+
+class OrderAccepted(Payload):
+    """The venue has the order (resting, or about to match)."""
+
+    FAMILY = "venue"
+    ROUTING = ("venue", "symbol")
+
+    venue: str
+    client_order_id: str
+    symbol: Symbol
+    ts: AwareDatetime
+
+
+class OrderCanceled(Payload):
+    """The venue cancelled what was left of an order (on request, by time in force, or by its OCO partner)."""
+
+    FAMILY = "venue"
+    ROUTING = ("venue", "symbol")
+
+    venue: str
+    client_order_id: str
+    symbol: Symbol
+    reason_code: str
+    filled_quantity: NonNegativeDecimal = Field(default=0, description="what had executed before the cancel")
+    ts: AwareDatetime
+
+
+class OrderExpired(Payload):
+    FAMILY = "venue"
+    ROUTING = ("venue", "symbol")
+
+    venue: str
+    client_order_id: str
+    symbol: Symbol
+    reason_code: str = "EXPIRED"
+    filled_quantity: NonNegativeDecimal = Field(default=0, description="what had executed before it expired")
+    ts: AwareDatetime
 
 
 class OrderRejected(Payload):
@@ -89,12 +178,13 @@ class OrderUpdated(Payload):
     ROUTING = ("exchange", "symbol")
 
     client_order_id: str
-    decision_id: UUID
+    decision_id: UUID | None = Field(default=None, description="None for protective and liquidation orders")
     mode: TradingMode
     exchange: Exchange
     symbol: Symbol
     side: Side
     order_type: OrderType
+    purpose: str = "ENTRY"
     quantity: PositiveDecimal
     status: OrderStatus
     previous_status: OrderStatus | None

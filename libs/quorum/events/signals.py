@@ -53,6 +53,7 @@ class DecisionMade(SeriesPoint):
     price: PositiveDecimal = Field(description="reference price: the close of the decision candle")
     stop_loss: PositiveDecimal | None = None
     take_profit: PositiveDecimal | None = None
+    atr: PositiveDecimal | None = Field(default=None, description="ATR at the decision, for risk's default stop")
 
 
 class StrategyDisabled(Payload):

@@ -1,4 +1,4 @@
-"""Paper fills and the double-entry ledger: exact fees, balanced postings, hash chain, average-cost positions."""
+"""The double-entry ledger: balanced postings, hash chain, average-cost positions."""
 
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ from quorum.domain.ledger import (
     opening_balance,
     txn_hash,
 )
-from quorum.domain.matching import Execution, FeeSchedule, fill_market_at_open
-from quorum.types import Liquidity, Side, TradingMode
+from quorum.types import Side, TradingMode
 
 D = Decimal
 PAPER = TradingMode.PAPER
@@ -40,32 +39,6 @@ def assert_balanced(lines: list[Line]) -> None:
     """Independent of ``check_balanced``: every currency sums to exactly zero."""
     assert lines
     assert all(total == 0 for total in per_currency(lines).values()), per_currency(lines)
-
-
-# --- matching --------------------------------------------------------------------------------------------
-
-def test_taker_fee_is_exact_in_decimal() -> None:
-    assert FeeSchedule().fee(D("0.01657") * D("60643.8"), Liquidity.TAKER) == D("1.004867766")
-
-
-def test_maker_and_taker_rates_are_applied_separately() -> None:
-    fees = FeeSchedule(maker=D("0.0002"), taker=D("0.0007"))
-
-    assert fees.fee(D("1000"), Liquidity.MAKER) == D("0.2")
-    assert fees.fee(D("1000"), Liquidity.TAKER) == D("0.7")
-
-
-@pytest.mark.parametrize("side", list(Side))
-def test_market_order_fills_whole_at_the_next_open_as_taker_with_the_fee_in_quote(side: Side) -> None:
-    ex = fill_market_at_open(side, D("0.01657"), D("60643.8"), "USDT", FeeSchedule())
-
-    assert ex == Execution(side, D("0.01657"), D("60643.8"), D("1.004867766"), "USDT", Liquidity.TAKER)
-
-
-@pytest.mark.parametrize(("qty", "open_"), [("0", "100"), ("-0.1", "100"), ("1", "0"), ("1", "-5")])
-def test_market_fill_refuses_non_positive_quantity_or_price(qty: str, open_: str) -> None:
-    with pytest.raises(ValueError, match="positive"):
-        fill_market_at_open(Side.BUY, D(qty), D(open_), "USDT", FeeSchedule())
 
 
 # --- postings --------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Venue adapters: how the OMS learns what a venue has (paper: the matching engine; live: ccxt)."""
