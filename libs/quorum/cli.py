@@ -38,6 +38,43 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """verify: re-walk the hash chain. rebuild: replay the journal and compare with (or, --apply, restore)
+    the stored balances and positions. Exit 1 when anything differs."""
+    from datetime import UTC, datetime
+
+    from quorum import ledger_books
+    from quorum.db.engine import create_engine
+    from quorum.runtime.settings import DEV_DATABASE_URL
+    from quorum.types import TradingMode
+
+    mode = TradingMode(args.mode)
+
+    async def run() -> list[str]:
+        engine = create_engine(os.environ.get("DATABASE_URL", DEV_DATABASE_URL))
+        try:
+            async with engine.begin() as conn:
+                if args.action == "verify":
+                    return await ledger_books.verify(conn, mode)
+                found = await ledger_books.differences(conn, mode)
+                if found and args.apply:
+                    await ledger_books.restore(conn, mode, datetime.now(UTC))
+                return found
+        finally:
+            await engine.dispose()
+
+    problems = asyncio.run(run())
+    for p in problems:
+        print(p)
+    what = "hash chain" if args.action == "verify" else "projections vs journal"
+    if not problems:
+        print(f"{mode.value} ledger: {what} OK")
+    elif args.action == "rebuild" and args.apply:
+        print(f"{mode.value} ledger: {len(problems)} differences; projections restored from the journal")
+        return 0
+    return 1 if problems else 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start everything natively; Ctrl-C stops every process cleanly."""
     from quorum.devstack import Stack
@@ -111,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     from quorum.marketdata import backfill_cli
 
     backfill_cli.add_parser(sub)
+
+    lg = sub.add_parser("ledger", help="verify the journal's hash chain or rebuild the books from it (DATABASE_URL)")
+    lg.add_argument("action", choices=["verify", "rebuild"])
+    lg.add_argument("--mode", default="PAPER", choices=["PAPER", "LIVE"])
+    lg.add_argument("--apply", action="store_true", help="rebuild: restore differing projections from the journal")
+    lg.set_defaults(func=cmd_ledger)
 
     d = sub.add_parser("dev", help="run the whole system natively (embedded NATS + PostgreSQL unless URLs given)")
     d.add_argument("--replay", type=Path, default=None,

@@ -141,6 +141,7 @@ CONSUMERS = (
     ConsumerSpec("matching-candles", "MD", (_all(CandleClosed),), "matching"),
     ConsumerSpec("matching-books", "MD", (_all(OrderBookSnapshotted),), "matching"),
     ConsumerSpec("ledger-fills", "FILLS", (_all(OrderFilled),), "ledger"),
+    ConsumerSpec("ledger-candles", "MD", (_all(CandleClosed),), "ledger"),
 )
 
 KV_BUCKETS = (KvSpec("service_health", ttl_s=60.0, description="heartbeats: service -> state"),)

@@ -1,32 +1,41 @@
-"""Posts every fill as a balanced, hash-chained journal transaction and keeps the positions and equity
-projections in the same database transaction. The journal is only ever inserted into."""
+"""Posts every fill as a balanced, hash-chained journal transaction and keeps the projections (balances per
+account, positions, equity) in the same database transaction. The journal is only ever inserted into — the
+database refuses UPDATE, DELETE and TRUNCATE on it — and the projections can be rebuilt from it and
+compared (``quorum ledger rebuild``); ``quorum ledger verify`` re-walks the hash chain.
+
+Equity is marked to market on every candle of a held symbol (and at every fill), with its peak and
+drawdown, as a time series for dashboards.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import equity, ledger_entries, ledger_transactions, positions
+from quorum.db.tables import equity, ledger_balances, ledger_entries, ledger_transactions, positions
 from quorum.domain.ledger import (
     GENESIS_HASH,
     Line,
+    ParsedFill,
     Position,
     account,
     check_balanced,
     fill_lines,
     opening_balance,
+    position_effect,
     txn_hash,
 )
 from quorum.events.fills import OrderFilled
 from quorum.events.ledger import Posting, TransactionPosted
+from quorum.events.market_data import CandleClosed
 from quorum.ids import stable_uuid
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
-from quorum.types import TradingMode, split_symbol
-from sqlalchemy import func, select, text
+from quorum.types import Side, TradingMode, split_symbol, timeframe_seconds
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 
@@ -56,6 +65,11 @@ async def post(ctx: Context, mode: TradingMode, txn_id: UUID, ts: datetime, desc
     await ctx.conn.execute(insert(ledger_entries), [
         {"txn_id": txn_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount} for ln in lines
     ])
+    for ln in lines:
+        stmt = insert(ledger_balances).values(account=ln.account, currency=ln.currency, amount=ln.amount,
+                                              updated_at=ts)
+        await ctx.conn.execute(stmt.on_conflict_do_update(index_elements=["account"], set_={
+            "amount": ledger_balances.c.amount + ln.amount, "updated_at": ts}))
     ctx.emit(TransactionPosted(
         txn_id=txn_id, mode=mode, ts=ts, description=description,
         postings=tuple(Posting(account=ln.account, currency=ln.currency, amount=ln.amount) for ln in lines),
@@ -68,7 +82,7 @@ class LedgerService(Service):
     settings: LedgerSettings
 
     def handlers(self) -> dict[str, Handler]:
-        return {"ledger-fills": self.on_fill}
+        return {"ledger-fills": self.on_fill, "ledger-candles": self.on_candle}
 
     async def on_start(self) -> None:
         """Open the paper book once: starting cash credited from equity."""
@@ -82,31 +96,40 @@ class LedgerService(Service):
 
     async def on_fill(self, ctx: Context) -> None:
         f: OrderFilled = ctx.message.payload
-        lines = fill_lines(f.mode, f.symbol, f.side, f.quantity, f.price, f.fee, f.fee_currency)
-        desc = f"{f.side.value} {f.quantity} {f.symbol} @ {f.price} ({f.client_order_id})"
-        if not await post(ctx, f.mode, stable_uuid("fill", f.fill_id), f.ts, desc, lines, ctx.message.event_id):
-            return
-        await self._update_position(ctx, f)
-        await self._mark_equity(ctx, f.mode, f.ts)
-
-    async def _update_position(self, ctx: Context, f: OrderFilled) -> None:
+        base, quote = split_symbol(f.symbol)
         row = (await ctx.conn.execute(select(positions).where(
             positions.c.mode == f.mode.value, positions.c.symbol == f.symbol).with_for_update())).first()
         pos = Position() if row is None else Position(row.quantity, row.avg_cost, row.realized_pnl, row.fees_paid)
-        _, quote = split_symbol(f.symbol)
-        fee_in_quote = f.fee if f.fee_currency == quote else f.fee * f.price
-        pos = pos.apply_fill(f.side, f.quantity, f.price, fee_in_quote)
+        effect = position_effect(ParsedFill(base, quote, f.side, f.quantity, f.quantity * f.price, f.fee,
+                                            f.fee_currency, Decimal(0)))
+        realized = pos.realized_by(effect[1], effect[2]) if f.side is Side.SELL else Decimal(0)
+        lines = fill_lines(f.mode, f.symbol, f.side, f.quantity, f.price, f.fee, f.fee_currency, realized)
+        desc = f"{f.side.value} {f.quantity} {f.symbol} @ {f.price} ({f.client_order_id})"
+        if not await post(ctx, f.mode, stable_uuid("fill", f.fill_id), f.ts, desc, lines, ctx.message.event_id):
+            return
+        pos = pos.apply(*effect)
         values = {"mode": f.mode.value, "symbol": f.symbol, "quantity": pos.quantity, "avg_cost": pos.avg_cost,
                   "realized_pnl": pos.realized_pnl, "fees_paid": pos.fees_paid, "mark_price": f.price,
                   "updated_at": f.ts}
         await ctx.conn.execute(insert(positions).values(values).on_conflict_do_update(
             index_elements=["mode", "symbol"], set_=values))
+        await self._mark_equity(ctx, f.mode, f.ts)
+
+    async def on_candle(self, ctx: Context) -> None:
+        """Mark every book holding this symbol at the candle's close."""
+        c: CandleClosed = ctx.message.payload
+        close_ts = c.ts + timedelta(seconds=timeframe_seconds(c.timeframe))
+        marked = (await ctx.conn.execute(update(positions).where(
+            positions.c.symbol == c.symbol, positions.c.quantity != 0,
+        ).values(mark_price=c.close).returning(positions.c.mode))).scalars().all()
+        for mode in sorted(set(marked)):
+            await self._mark_equity(ctx, TradingMode(mode), close_ts)
 
     async def _mark_equity(self, ctx: Context, mode: TradingMode, ts: datetime) -> None:
-        """Equity = quote cash + holdings at their last fill price; peak and drawdown follow."""
+        """Equity = quote cash + holdings at their mark; peak and drawdown follow."""
         cash_account = account(mode, "cash", self.settings.quote_currency)
-        cash = (await ctx.conn.execute(select(func.coalesce(func.sum(ledger_entries.c.amount), 0))
-                                       .where(ledger_entries.c.account == cash_account))).scalar_one()
+        cash = (await ctx.conn.execute(select(func.coalesce(func.sum(ledger_balances.c.amount), 0))
+                                       .where(ledger_balances.c.account == cash_account))).scalar_one()
         held = (await ctx.conn.execute(select(func.coalesce(func.sum(positions.c.quantity * positions.c.mark_price), 0))
                                        .where(positions.c.mode == mode.value))).scalar_one()
         value = Decimal(cash) + Decimal(held)

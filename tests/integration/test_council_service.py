@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from quorum.bus.publisher import Publisher
-from quorum.clock import LiveClock
 from quorum.council.base import FeatureRow, PredictionView, RiskTag, StrategyInput
 from quorum.council.engine import Council, SymbolControl
 from quorum.council.simulate import feature_history
@@ -29,7 +27,6 @@ from quorum.db.tables import (
     strategy_failures,
 )
 from quorum.domain.models import MomentumBaseline
-from quorum.events.base import Payload, new_envelope
 from quorum.events.fills import OrderFilled
 from quorum.events.predictions import PredictionMade
 from quorum.indicators import FeatureSetSpec
@@ -42,6 +39,7 @@ from services.council.service import CouncilService, CouncilSettings
 from services.gateway.service import GatewayService, GatewaySettings
 from services.risk.service import RiskService, RiskSettings
 from tests.council_scripts import FlipFlop, Raising
+from tests.integration.helpers import publish, rows
 from tests.integration.test_market_data_service import running, until
 from tests.support import data_file
 
@@ -57,17 +55,17 @@ SERIES = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
 
 async def seed(url: str, n: int) -> list[FeatureRow]:
     """Store ``n`` real feature rows and their baseline predictions, as features and inference would."""
-    rows = feature_history(read_rows(data_file("ohlcv", "binance_BTCUSDT_1h.csv")).head(n), SPEC)
+    history = feature_history(read_rows(data_file("ohlcv", "binance_BTCUSDT_1h.csv")).head(n), SPEC)
     engine = create_engine(url)
     async with engine.begin() as conn:
-        for r in rows:
+        for r in history:
             await conn.execute(insert(features).values(**SERIES, ts=r.ts, feature_set=SPEC.version, close=r.close,
                                                        values=r.values, event_id=new_id(r.ts)))
             await conn.execute(insert(predictions).values(
                 **SERIES, ts=r.ts, model_name=MODEL.name, model_version=version(), feature_set=SPEC.version,
                 horizon=1, p_up=MODEL.predict(r.values), event_id=new_id(r.ts, "p")))
     await engine.dispose()
-    return rows
+    return history
 
 
 def version() -> str:
@@ -85,22 +83,8 @@ def prediction(row: FeatureRow) -> PredictionMade:
                           feature_set=SPEC.version, horizon=1, p_up=MODEL.predict(row.values))
 
 
-async def publish(js: Any, *payloads: Payload) -> None:
-    pub = Publisher(js, "test")
-    for p in payloads:
-        await pub.publish(new_envelope(p, clock=LiveClock(), source="test", key=repr(p)))
-
-
-async def rows_of(url: str, query: Any) -> list[Any]:
-    engine = create_engine(url)
-    async with engine.connect() as conn:
-        out = (await conn.execute(query)).all()
-    await engine.dispose()
-    return list(out)
-
-
 async def count(url: str, table: Any, *where: Any) -> int:
-    return (await rows_of(url, select(func.count()).select_from(table).where(*where)))[0][0]
+    return (await rows(url, select(func.count()).select_from(table).where(*where)))[0][0]
 
 
 def council_service() -> CouncilService:
@@ -120,17 +104,17 @@ def client(gw: GatewayService) -> httpx.AsyncClient:
 
 async def test_service_decisions_equal_the_pure_council_over_the_same_history(infra: Any, database_url: str) -> None:
     n = 120
-    rows = await seed(database_url, n)
+    history = await seed(database_url, n)
     async with running(council_service()):
-        await publish(infra, *(prediction(r) for r in rows))
+        await publish(infra, *(prediction(r) for r in history))
         await until(f"{n} decisions", lambda: _count_is(database_url, decisions, n))
 
-    stored = {r.ts: r for r in await rows_of(database_url, select(decisions))}
+    stored = {r.ts: r for r in await rows(database_url, select(decisions))}
     council = Council(default_strategies())
-    for i, row in enumerate(rows):
-        history = tuple(rows[max(0, i + 1 - council.lookback):i + 1])
+    for i, row in enumerate(history):
+        window = tuple(history[max(0, i + 1 - council.lookback):i + 1])
         preds = (PredictionView(MODEL.name, version(), 1, MODEL.predict(row.values)),)
-        want = council.decide(StrategyInput("binance", "BTC/USDT", "1h", history, preds),
+        want = council.decide(StrategyInput("binance", "BTC/USDT", "1h", window, preds),
                               control=SymbolControl(), profile=RiskProfile.MEDIUM)
         got = stored[row.ts]
         assert (got.action, got.intent, tuple(got.reason_codes)) == (
@@ -138,7 +122,7 @@ async def test_service_decisions_equal_the_pure_council_over_the_same_history(in
         assert got.confidence == pytest.approx(want.confidence, abs=1e-12)
         assert got.agreement == pytest.approx({k.value: v for k, v in want.agreement.items()}, abs=1e-12)
         assert got.model_versions == [version()] and got.feature_set == SPEC.version
-    votes = await rows_of(database_url, select(signals.c.strategy, func.count()).group_by(signals.c.strategy))
+    votes = await rows(database_url, select(signals.c.strategy, func.count()).group_by(signals.c.strategy))
     assert dict(votes) == {s.name: n for s in default_strategies()}  # every strategy voted on every candle
     directional = await count(database_url, signals, signals.c.action != "HOLD")
     assert directional > 0, "real data should move some voter off HOLD"
@@ -146,7 +130,7 @@ async def test_service_decisions_equal_the_pure_council_over_the_same_history(in
 
 async def test_operators_switch_mode_and_profile_through_the_gateway_and_every_decision_shows_it(
         infra: Any, database_url: str) -> None:
-    rows = await seed(database_url, 60)
+    history = await seed(database_url, 60)
     gw = gateway()
     async with running(council_service(), RiskService(RiskSettings(http_port=free_port())), gw), client(gw) as http:
         off = await http.post("/controls/council/mode", json={"symbol": "BTC/USDT", "mode": "OFF", "reason": "test"})
@@ -159,7 +143,7 @@ async def test_operators_switch_mode_and_profile_through_the_gateway_and_every_d
         await until("the council follows the profile", lambda: _count_is(
             database_url, council_risk_profile, 1, council_risk_profile.c.profile == "LOW"))
 
-        await publish(infra, *(prediction(r) for r in rows))
+        await publish(infra, *(prediction(r) for r in history))
         await until("60 decisions", lambda: _count_is(database_url, decisions, 60))
 
         council = (await http.get("/council")).json()
@@ -170,7 +154,7 @@ async def test_operators_switch_mode_and_profile_through_the_gateway_and_every_d
 
     assert council["risk_profile"] == "LOW" and status["risk_profile"] == "LOW"
     assert [(c["symbol"], c["mode"]) for c in council["controls"]] == [("BTC/USDT", "OFF")]
-    stored = await rows_of(database_url, select(decisions))
+    stored = await rows(database_url, select(decisions))
     assert {(r.mode, r.action, r.risk_profile) for r in stored} == {("OFF", "HOLD", "LOW")}
     assert all(r.reason_codes[0] == "MODE_OFF" for r in stored)
     assert len(page["items"]) == 5 and one == page["items"][0]
@@ -193,7 +177,7 @@ async def test_a_campaign_folds_its_fills_scores_karma_on_close_and_contains_a_f
     async with running(svc, gw), client(gw) as http:
         await publish(infra, prediction(first))
         await until("the entry decision", lambda: _count_is(database_url, decisions, 1))
-        entry = (await rows_of(database_url, select(decisions)))[0]
+        entry = (await rows(database_url, select(decisions)))[0]
         assert (entry.action, entry.intent) == ("BUY", "ENTRY")
         assert await count(database_url, strategy_failures, strategy_failures.c.strategy == "broken") == 1
 
@@ -203,9 +187,9 @@ async def test_a_campaign_folds_its_fills_scores_karma_on_close_and_contains_a_f
 
         await publish(infra, prediction(second))
         await until("the exit decision", lambda: _count_is(database_url, decisions, 2))
-        exit_ = next(r for r in await rows_of(database_url, select(decisions)) if r.decision_id != entry.decision_id)
+        exit_ = next(r for r in await rows(database_url, select(decisions)) if r.decision_id != entry.decision_id)
         assert (exit_.action, exit_.intent, exit_.fraction) == ("SELL", "EXIT", Decimal(1))
-        exit_votes = await rows_of(database_url, select(signals.c.strategy).where(
+        exit_votes = await rows(database_url, select(signals.c.strategy).where(
             signals.c.decision_id == exit_.decision_id))
         assert [v.strategy for v in exit_votes] == ["flip"]  # the broken one no longer votes here
 
@@ -216,9 +200,9 @@ async def test_a_campaign_folds_its_fills_scores_karma_on_close_and_contains_a_f
         reenabled = await http.post("/controls/council/mode", json={
             "symbol": "BTC/USDT", "mode": "SOLO", "solo_strategy": "flip", "reenable_strategies": True})
 
-    campaign = (await rows_of(database_url, select(council_campaigns)))[0]
+    campaign = (await rows(database_url, select(council_campaigns)))[0]
     assert (campaign.quantity, campaign.position_id) == (0, None)
-    scored = {r.direction: r for r in await rows_of(database_url, select(karma_votes))}
+    scored = {r.direction: r for r in await rows(database_url, select(karma_votes))}
     expected = Decimal("3296.7") / Decimal("3003") - 1  # (3300 - 3.3 fee) / (3000 + 3 fee) - 1
     assert scored["BUY"].outcome_return == pytest.approx(float(expected))
     assert scored["BUY"].position_id == scored["SELL"].position_id == str(entry.decision_id)

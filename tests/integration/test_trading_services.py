@@ -12,11 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from quorum.bus.publisher import Publisher
-from quorum.clock import LiveClock
 from quorum.db.engine import create_engine
 from quorum.db.tables import candles, orders, reconciliation_discrepancies, risk_checks, risk_positions, trade_proposals
-from quorum.events.base import Payload, new_envelope
+from quorum.events.base import Payload
 from quorum.events.control import AuthorizeRouting
 from quorum.events.market_data import CandleClosed
 from quorum.events.signals import DecisionMade
@@ -28,6 +26,8 @@ from services.gateway.service import GatewayService, GatewaySettings
 from services.matching.service import MatchingService, MatchingSettings
 from services.oms.service import OmsService, OmsSettings
 from services.risk.service import RiskService, RiskSettings
+from tests.integration.helpers import publish as bus_publish
+from tests.integration.helpers import rows
 from tests.integration.test_market_data_service import running, until
 
 pytestmark = pytest.mark.integration
@@ -65,17 +65,7 @@ async def publish(js: Any, url: str, *payloads: Payload) -> None:
                     exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, open=p.open, high=p.high,
                     low=p.low, close=p.close, volume=p.volume, event_id=uuid.uuid4()))
     await engine.dispose()
-    pub = Publisher(js, "test")
-    for p in payloads:
-        await pub.publish(new_envelope(p, clock=LiveClock(), source="test", key=repr(p)))
-
-
-async def rows(url: str, query: Any) -> list[Any]:
-    engine = create_engine(url)
-    async with engine.connect() as conn:
-        out = (await conn.execute(query)).all()
-    await engine.dispose()
-    return list(out)
+    await bus_publish(js, *payloads)
 
 
 async def order_states(url: str) -> dict[str, tuple[str, str, Decimal]]:
@@ -101,8 +91,7 @@ def client(gw: GatewayService) -> httpx.AsyncClient:
 
 
 async def authorize(js: Any) -> None:
-    await Publisher(js, "test").publish(new_envelope(AuthorizeRouting(actor="USER:test", reason="test"),
-                                                     clock=LiveClock(), source="test", key=str(uuid.uuid4())))
+    await bus_publish(js, AuthorizeRouting(actor="USER:test", reason=f"test {uuid.uuid4()}"))
 
 
 def purposes(states: dict[str, Any], wanted: Iterable[str]) -> dict[str, Any]:

@@ -514,6 +514,16 @@ ledger_entries = Table(
     Index("ix_ledger_entries_txn", "txn_id"),
 )
 
+ledger_balances = Table(
+    "ledger_balances",
+    metadata,
+    Column("account", String(128), primary_key=True),
+    Column("currency", String(16), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    comment="projection: the sum of the journal per account, checked by `quorum ledger rebuild`",
+)
+
 positions = Table(
     "positions",
     metadata,

@@ -52,7 +52,10 @@ def opening_balance(mode: TradingMode, currency: str, amount: Decimal) -> list[L
 
 
 def fill_lines(mode: TradingMode, symbol: str, side: Side, qty: Decimal, price: Decimal, fee: Decimal,
-               fee_currency: str) -> list[Line]:
+               fee_currency: str, realized: Decimal = ZERO) -> list[Line]:
+    """A fill's postings, always in this order (``parse_fill`` relies on it): asset, trading base, trading
+    quote, cash; then the fee pair when there is a fee; then, for a sell that realized a profit or loss, the
+    ``realized`` amount moved from the quote trading account to realized PnL (a gain is a credit)."""
     base, quote = split_symbol(symbol)
     notional = qty * price
     sign = Decimal(1) if side is Side.BUY else Decimal(-1)
@@ -66,8 +69,37 @@ def fill_lines(mode: TradingMode, symbol: str, side: Side, qty: Decimal, price: 
         fee_source = "cash" if fee_currency == quote else "asset"
         lines += [Line(account(mode, "fees", fee_currency), fee_currency, fee),
                   Line(account(mode, fee_source, fee_currency), fee_currency, -fee)]
+    if realized:
+        lines += [Line(account(mode, "trading", quote), quote, realized),
+                  Line(account(mode, "realized_pnl", quote), quote, -realized)]
     check_balanced(lines)
     return lines
+
+
+@dataclass(frozen=True)
+class ParsedFill:
+    base: str
+    quote: str
+    side: Side
+    quantity: Decimal
+    notional: Decimal
+    fee: Decimal
+    fee_currency: str | None
+    realized: Decimal
+
+
+def parse_fill(lines: list[Line]) -> ParsedFill | None:
+    """The fill a journal transaction records (None when it is not a fill, e.g. the opening balance)."""
+    if len(lines) < 4 or not lines[0].account.split(":")[1:2] == ["asset"]:
+        return None
+    asset, _, trading_quote, _ = lines[:4]
+    rest = lines[4:]
+    fee = fee_ccy = None
+    if rest and rest[0].account.split(":")[1] == "fees":
+        fee, fee_ccy, rest = rest[0].amount, rest[0].currency, rest[2:]
+    realized = rest[1].amount * -1 if rest and rest[1].account.split(":")[1] == "realized_pnl" else ZERO
+    return ParsedFill(asset.currency, trading_quote.currency, Side.BUY if asset.amount > 0 else Side.SELL,
+                      abs(asset.amount), abs(trading_quote.amount), fee or ZERO, fee_ccy, realized)
 
 
 def txn_hash(prev_hash: str, txn_id: str, ts_iso: str, description: str, lines: Iterable[Line]) -> str:
@@ -100,9 +132,17 @@ class Position:
     fees_paid: Decimal = ZERO
 
     def apply_fill(self, side: Side, qty: Decimal, price: Decimal, fee_in_quote: Decimal) -> Position:
+        return self.apply(side, qty, qty * price, fee_in_quote)
+
+    def realized_by(self, qty: Decimal, notional: Decimal) -> Decimal:
+        """What selling ``qty`` for ``notional`` realizes against the average cost (fees apart)."""
+        return notional - self.avg_cost * qty
+
+    def apply(self, side: Side, qty: Decimal, notional: Decimal, fee_in_quote: Decimal) -> Position:
+        """Fold one fill given its quote notional (exact: no price division needed to rebuild from a journal)."""
         if side is Side.BUY:
             new_qty = self.quantity + qty
-            avg = (self.quantity * self.avg_cost + qty * price) / new_qty
+            avg = (self.quantity * self.avg_cost + notional) / new_qty
             return replace(self, quantity=new_qty, avg_cost=avg, fees_paid=self.fees_paid + fee_in_quote)
         if qty > self.quantity:
             raise ValueError(f"sell of {qty} exceeds position {self.quantity} (spot is long-only)")
@@ -111,9 +151,72 @@ class Position:
             self,
             quantity=remaining,
             avg_cost=self.avg_cost if remaining else ZERO,
-            realized_pnl=self.realized_pnl + (price - self.avg_cost) * qty,
+            realized_pnl=self.realized_pnl + self.realized_by(qty, notional),
             fees_paid=self.fees_paid + fee_in_quote,
         )
 
     def unrealized(self, mark: Decimal) -> Decimal:
         return (mark - self.avg_cost) * self.quantity
+
+
+def position_effect(fill: ParsedFill) -> tuple[Side, Decimal, Decimal, Decimal]:
+    """(side, quantity, notional, fee in quote) a fill has on the position. A fee paid in the base asset
+    changes what is held (a buy receives less, a sell gives more) and is valued at the fill's price; the cost
+    basis never includes fees, which are kept apart."""
+    price = fill.notional / fill.quantity
+    if fill.fee_currency != fill.base or not fill.fee:
+        return fill.side, fill.quantity, fill.notional, fill.fee
+    fee_quote = fill.fee * price
+    if fill.side is Side.BUY:
+        net = fill.quantity - fill.fee
+        return fill.side, net, net * price, fee_quote
+    return fill.side, fill.quantity + fill.fee, fill.notional + fee_quote, fee_quote
+
+
+# --- the journal as a fold ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One stored transaction, as read back from the journal (``seq`` order)."""
+
+    seq: int
+    txn_id: str
+    ts_iso: str
+    description: str
+    lines: tuple[Line, ...]
+    prev_hash: str
+    hash: str
+
+
+def verify_chain(journal: Iterable[JournalEntry]) -> list[str]:
+    """Every way the journal differs from an untouched chain: a recomputed hash that does not match (an
+    edited row), or a link that does not point at its predecessor (a removed or reordered row)."""
+    problems, prev = [], GENESIS_HASH
+    for e in journal:
+        if e.prev_hash != prev:
+            problems.append(f"seq {e.seq} ({e.txn_id}): links to {e.prev_hash[:12]}…, expected {prev[:12]}…")
+        if txn_hash(e.prev_hash, e.txn_id, e.ts_iso, e.description, e.lines) != e.hash:
+            problems.append(f"seq {e.seq} ({e.txn_id}): content does not match its hash (altered)")
+        prev = e.hash
+    return problems
+
+
+@dataclass(frozen=True)
+class Books:
+    balances: dict[str, Decimal]
+    positions: dict[str, Position]
+
+
+def replay(journal: Iterable[JournalEntry]) -> Books:
+    """Balances per account and positions per symbol, rebuilt from nothing but the journal."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    positions: dict[str, Position] = {}
+    for e in journal:
+        for line in e.lines:
+            totals[line.account] += line.amount
+        fill = parse_fill(list(e.lines))
+        if fill is None:
+            continue
+        symbol = f"{fill.base}/{fill.quote}"
+        positions[symbol] = positions.get(symbol, Position()).apply(*position_effect(fill))
+    return Books(dict(totals), positions)
