@@ -75,6 +75,32 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """verify: re-walk the audit trail's hash chain. Exit 1 when a row was altered, removed or reordered."""
+    from sqlalchemy import select
+
+    from quorum import audit_chain
+    from quorum.db.engine import create_engine
+    from quorum.db.tables import audit_log
+    from quorum.runtime.settings import DEV_DATABASE_URL
+
+    async def run() -> tuple[int, list[str]]:
+        engine = create_engine(os.environ.get("DATABASE_URL", DEV_DATABASE_URL))
+        try:
+            async with engine.connect() as conn:
+                rows = [{**r._mapping, "event_id": str(r.event_id)}
+                        for r in (await conn.execute(select(audit_log).order_by(audit_log.c.id))).all()]
+            return len(rows), audit_chain.verify(rows)
+        finally:
+            await engine.dispose()
+
+    n, problems = asyncio.run(run())
+    for p in problems:
+        print(p)
+    print(f"audit trail: {n} rows, " + ("hash chain OK" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start everything natively; Ctrl-C stops every process cleanly."""
     from quorum.devstack import Stack
@@ -154,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--mode", default="PAPER", choices=["PAPER", "LIVE"])
     lg.add_argument("--apply", action="store_true", help="rebuild: restore differing projections from the journal")
     lg.set_defaults(func=cmd_ledger)
+
+    au = sub.add_parser("audit", help="verify the audit trail's hash chain (DATABASE_URL)")
+    au.add_argument("action", choices=["verify"])
+    au.set_defaults(func=cmd_audit)
 
     d = sub.add_parser("dev", help="run the whole system natively (embedded NATS + PostgreSQL unless URLs given)")
     d.add_argument("--replay", type=Path, default=None,

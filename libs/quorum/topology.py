@@ -23,10 +23,12 @@ from quorum.events.control import (
     ReleaseKillSwitch,
     ResumeTrading,
     RiskProfileChanged,
+    SelectModel,
     SetCouncilMode,
     SetOperatingMode,
     SetRiskProfile,
     StartBackfill,
+    StartTraining,
 )
 from quorum.events.features import FeaturesComputed
 from quorum.events.fills import OrderFilled
@@ -121,6 +123,7 @@ CONSUMERS = (
     ConsumerSpec("market-data-control", "CONTROL", (_all(StartBackfill),), "market_data"),
     ConsumerSpec("features-candles", "MD", (_all(CandleClosed),), "features"),
     ConsumerSpec("inference-features", "FEATURES", (_all(FeaturesComputed),), "inference"),
+    ConsumerSpec("inference-control", "CONTROL", (_all(SelectModel), _all(StartTraining)), "inference"),
     ConsumerSpec("council-predictions", "PREDICTIONS", (_all(PredictionMade),), "council"),
     ConsumerSpec("risk-decisions", "COUNCIL", (_all(DecisionMade),), "risk"),
     ConsumerSpec("risk-orders", "ORDERS", (_all(OrderUpdated),), "risk"),

@@ -21,6 +21,7 @@ class ServiceHealth(_Out):
     state: str
     last_seen: datetime | None
     stale: bool
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class Status(_Out):
@@ -32,6 +33,10 @@ class Status(_Out):
     routing_connected: bool
     operating_mode: str | None = None
     kill_switch_global: bool = False
+    killed_symbols: list[str] = Field(default_factory=list)
+    council_modes: dict[str, str] = Field(default_factory=dict, description="symbol ('*' = default) -> mode")
+    data_source: dict[str, Any] | None = Field(default=None, description="market data's source, from its heartbeat")
+    model: str | None = None
     services: dict[str, ServiceHealth]
     last_candle_ts: datetime | None
 
@@ -319,3 +324,105 @@ class DiscrepancyOut(_Out):
     kind: str
     client_order_id: str | None
     detail: dict[str, Any]
+
+
+class PanicRequest(ConfirmableRequest):
+    confirmation_phrase: str | None = Field(default=None, max_length=100, examples=["SELL EVERYTHING"],
+                                            description="the second call must type the phrase the first returned")
+
+
+class TradingModeRequest(ControlRequest):
+    mode: str = Field(pattern="^(PAPER|LIVE)$", examples=["LIVE"])
+
+
+class ServiceRequest(ControlRequest):
+    service: str = Field(pattern=r"^[a-z_]+$", examples=["council"])
+
+
+class ModelRequest(ControlRequest):
+    model_name: str = Field(min_length=1, max_length=64, examples=["baseline-momentum"])
+    version: str = Field(min_length=1, max_length=64, examples=["1"])
+
+
+class TrainingRequest(ControlRequest):
+    model_name: str = Field(min_length=1, max_length=64, examples=["baseline-momentum"])
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["grafana"])
+    role: str = Field(pattern="^(viewer|operator|admin)$", examples=["viewer"])
+
+
+class TokenOut(_Out):
+    token_id: str
+    name: str
+    role: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class MasterPinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pin: str = Field(min_length=6, max_length=128)
+    current_pin: str | None = Field(default=None, max_length=128, description="needed to change an existing PIN")
+
+
+class ExchangeKeyRequest(ConfirmableRequest):
+    exchange: str = Field(pattern=r"^[a-z0-9_]+$", examples=["binance"])
+    label: str = Field(min_length=1, max_length=100, examples=["main trading key"])
+    api_key: str = Field(min_length=8, max_length=256)
+    secret: str = Field(min_length=8, max_length=512)
+    pin: str = Field(min_length=6, max_length=128, description="the master PIN")
+
+    def __repr__(self) -> str:  # never echo credentials
+        return f"ExchangeKeyRequest(exchange={self.exchange!r}, label={self.label!r}, api_key=***, secret=***)"
+
+
+class ExchangeKeyOut(_Out):
+    key_id: Any
+    exchange: str
+    label: str
+    api_key_hint: str
+    can_withdraw: bool | None
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    warning: str | None = None
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    rows: int
+    problems: list[str]
+
+
+class PortfolioOut(BaseModel):
+    mode: str
+    equity: Decimal | None = Field(description="last mark: cash + holdings at their marks")
+    peak_equity: Decimal | None
+    drawdown: Decimal | None = Field(description="fraction below the peak")
+    cash: Decimal
+    holdings_value: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees_paid: Decimal
+    positions: int
+
+
+class EquityPoint(_Out):
+    ts: datetime
+    equity: Decimal
+    peak_equity: Decimal
+    drawdown: Decimal
+
+
+class ErrorOut(BaseModel):
+    detail: str

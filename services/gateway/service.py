@@ -6,17 +6,17 @@ No ``from __future__ import annotations`` here: FastAPI must see the dependency 
 ``extend_app`` as real objects, not strings."""
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.js.errors import NoKeysError, NotFoundError
@@ -28,9 +28,12 @@ from quorum.db.tables import (
     candles,
     council_controls,
     decisions,
+    equity,
     fills,
     karma_votes,
+    ledger_balances,
     ledger_entries,
+    model_selection,
     oms_state,
     orders,
     positions,
@@ -73,7 +76,8 @@ from quorum.types import Action, OperatingMode, OrderStatus, RiskProfile
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import confirm
+from . import admin, confirm, stream
+from .auth import Principal, RateLimiter, Role, authenticate
 from .schemas import (
     AuditOut,
     BackfillRequest,
@@ -88,6 +92,8 @@ from .schemas import (
     CouncilOut,
     DecisionOut,
     DiscrepancyOut,
+    EquityPoint,
+    ErrorOut,
     FillOut,
     KarmaOut,
     KarmaScorecard,
@@ -95,6 +101,7 @@ from .schemas import (
     OperatingModeRequest,
     OrderOut,
     Page,
+    PortfolioOut,
     PositionOut,
     ProposalOut,
     RiskOut,
@@ -120,14 +127,15 @@ class GatewaySettings(ServiceSettings):
     risk_config: RiskConfig = Field(default_factory=RiskConfig, validation_alias=AliasChoices("QUORUM_RISK_CONFIG"),
                                     description="risk's configuration (read, to show the active limits)")
     health_stale_s: float = Field(default=20.0, gt=0)
+    rate_limit_per_s: float = Field(default=20.0, gt=0, description="sustained requests per second per token")
+    rate_limit_burst: float = Field(default=60.0, ge=1, description="requests a token may send at once")
+    cors_origins: tuple[str, ...] = Field(default=(), description="allowed browser origins; none: CORS off")
+    pin_scrypt_n: int = Field(default=2**15, ge=2**10, description="scrypt cost for the master PIN")
+    exchange_base_urls: dict[str, str] = Field(default_factory=dict,
+                                               description="REST base URL per exchange (mirrors, local fakes)")
 
     def secrets_in_use(self) -> dict[str, str]:
         return {**super().secrets_in_use(), "QUORUM_GATEWAY_API_TOKEN": self.api_token.get_secret_value()}
-
-
-def token_id(token: str) -> str:
-    """A stable, non-reversible name for a token, for the audit trail."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 class GatewayService(Service):
@@ -136,6 +144,8 @@ class GatewayService(Service):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         self._waiters: dict[uuid.UUID, asyncio.Future[Any]] = {}
+        settings: Any = args[0] if args else kwargs["settings"]
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     async def on_start(self) -> None:
@@ -156,14 +166,40 @@ class GatewayService(Service):
     def extend_app(self, app: FastAPI) -> None:  # noqa: C901 - the route table reads best in one place
         app.title = "Quorum gateway"
         app.docs_url = "/docs"
+        app.router.responses = {  # every route may answer these; documented once, for every operation
+            400: {"model": ErrorOut, "description": "malformed request body"},
+            401: {"model": ErrorOut, "description": "missing or invalid bearer token"},
+            403: {"model": ErrorOut, "description": "the token's role may not do this"},
+            429: {"model": ErrorOut, "description": "rate limit exceeded (see Retry-After)"},
+        }
         bearer = HTTPBearer(auto_error=False, description="API token")
-        expected = self.settings.api_token.get_secret_value().encode()
+        bootstrap = self.settings.api_token.get_secret_value()
 
-        async def operator(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-            if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected):
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            return f"USER:{token_id(creds.credentials)}"
+        def require(role: Role) -> Any:
+            async def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+                who = None
+                if creds is not None:
+                    if self.engine is None:
+                        who = await authenticate(None, creds.credentials, bootstrap)
+                    else:
+                        async with self.engine.connect() as conn:
+                            who = await authenticate(conn, creds.credentials, bootstrap)
+                if who is None:
+                    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
+                                        headers={"WWW-Authenticate": "Bearer"})
+                wait = self.limiter.take(who.token_id)
+                if wait:
+                    raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded for this token",
+                                        headers={"Retry-After": f"{max(1, round(wait))}"})
+                if not who.role.allows(role):
+                    raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {who.role} role may not do this "
+                                                                   f"({role} needed)")
+                return who
+
+            return Depends(check)
+
+        async def operator(who: Annotated[Principal, require(Role.OPERATOR)]) -> str:
+            return who.actor
 
         async def connection() -> AsyncIterator[AsyncConnection]:
             if self.engine is None:
@@ -172,27 +208,72 @@ class GatewayService(Service):
                 yield conn
 
         Actor = Annotated[str, Depends(operator)]
+        Reader = Annotated[Principal, require(Role.VIEWER)]
         Conn = Annotated[AsyncConnection, Depends(connection)]
+        self.roles = {"reader": Reader, "admin": Annotated[Principal, require(Role.ADMIN)], "actor": Actor,
+                      "conn": Conn}
+        if self.settings.cors_origins:
+            app.add_middleware(CORSMiddleware, allow_origins=list(self.settings.cors_origins),
+                               allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
         Limit = Annotated[int, Query(ge=1, le=500)]
         Offset = Annotated[int, Query(ge=0, le=10_000_000)]
         mode = self.settings.trading_mode.value
 
         @app.get("/status", response_model=Status, tags=["read"])
-        async def get_status(_: Actor, conn: Conn) -> Status:
+        async def get_status(_: Reader, conn: Conn) -> Status:
             halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
             oms = (await conn.execute(select(oms_state).where(oms_state.c.mode == mode))).first()
             kill = (await conn.execute(select(risk_kill_switch.c.engaged).where(
                 risk_kill_switch.c.scope == "*"))).scalar_one_or_none()
             last = (await conn.execute(select(func.max(candles.c.ts)))).scalar_one()
+            killed = (await conn.execute(select(risk_kill_switch.c.scope).where(
+                risk_kill_switch.c.engaged, risk_kill_switch.c.scope != "*"))).scalars().all()
+            modes = {r.symbol: r.mode for r in (await conn.execute(select(council_controls))).all()}
+            model = (await conn.execute(select(model_selection))).first()
+            services = await self._health()
+            md = services.get("market_data")
             return Status(trading_mode=mode, risk_profile=await self._risk_profile(conn),
                           halted=bool(halt and halt.halted), emergency_halt=bool(halt and halt.emergency),
                           halt_reason=halt.reason if halt and halt.halted else None,
                           routing_connected=bool(oms and oms.routing_connected),
                           operating_mode=oms.operating_mode if oms else None, kill_switch_global=bool(kill),
-                          services=await self._health(), last_candle_ts=last)
+                          killed_symbols=sorted(killed), council_modes=modes,
+                          data_source=md.details if md else None,
+                          model=f"{model.model_name}@{model.version}" if model else None,
+                          services=services, last_candle_ts=last)
+
+        @app.get("/portfolio", response_model=PortfolioOut, tags=["read"])
+        async def get_portfolio(_: Reader, conn: Conn) -> PortfolioOut:
+            """The book at a glance: equity (last mark), peak and drawdown, cash, holdings, PnL and fees."""
+            last = (await conn.execute(select(equity).where(equity.c.mode == mode)
+                                       .order_by(equity.c.ts.desc()).limit(1))).first()
+            cash = (await conn.execute(select(ledger_balances.c.amount).where(
+                ledger_balances.c.account == f"{mode.lower()}:cash:{self.settings.quote_currency}"))
+            ).scalar_one_or_none() or Decimal(0)
+            rows = (await conn.execute(select(positions).where(positions.c.mode == mode))).all()
+            held = sum((r.quantity * (r.mark_price or r.avg_cost) for r in rows), Decimal(0))
+            return PortfolioOut(
+                mode=mode, equity=last.equity if last else None, peak_equity=last.peak_equity if last else None,
+                drawdown=last.drawdown if last else None, cash=cash, holdings_value=held,
+                realized_pnl=sum((r.realized_pnl for r in rows), Decimal(0)),
+                unrealized_pnl=sum(((r.mark_price - r.avg_cost) * r.quantity for r in rows
+                                    if r.mark_price is not None), Decimal(0)),
+                fees_paid=sum((r.fees_paid for r in rows), Decimal(0)), positions=sum(r.quantity != 0 for r in rows))
+
+        @app.get("/equity", response_model=Page[EquityPoint], tags=["read"])
+        async def get_equity(_: Reader, conn: Conn, since: datetime | None = None, until: datetime | None = None,
+                             limit: Limit = 500, offset: Offset = 0) -> Page[EquityPoint]:
+            """Equity marked to market with its running peak and drawdown, oldest first."""
+            q = select(equity).where(equity.c.mode == mode).order_by(equity.c.ts)
+            if since:
+                q = q.where(equity.c.ts >= since)
+            if until:
+                q = q.where(equity.c.ts < until)
+            rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+            return Page[EquityPoint](items=[EquityPoint.model_validate(r) for r in rows], limit=limit, offset=offset)
 
         @app.get("/positions", response_model=list[PositionOut], tags=["read"])
-        async def get_positions(_: Actor, conn: Conn, include_flat: bool = False) -> list[PositionOut]:
+        async def get_positions(_: Reader, conn: Conn, include_flat: bool = False) -> list[PositionOut]:
             q = select(positions).where(positions.c.mode == mode).order_by(positions.c.symbol)
             if not include_flat:
                 q = q.where(positions.c.quantity != 0)
@@ -201,7 +282,7 @@ class GatewayService(Service):
                                 if r.mark_price is not None else 0) for r in rows]
 
         @app.get("/balances", response_model=list[BalanceOut], tags=["read"])
-        async def get_balances(_: Actor, conn: Conn) -> list[BalanceOut]:
+        async def get_balances(_: Reader, conn: Conn) -> list[BalanceOut]:
             prefix = mode.lower()
             kind = func.split_part(ledger_entries.c.account, ":", 2)
             total = func.sum(ledger_entries.c.amount).label("amount")
@@ -212,7 +293,7 @@ class GatewayService(Service):
                     for r in (await conn.execute(q)).all()]
 
         @app.get("/orders", response_model=Page[OrderOut], tags=["read"])
-        async def get_orders(_: Actor, conn: Conn, symbol: str | None = None, status_: Annotated[
+        async def get_orders(_: Reader, conn: Conn, symbol: str | None = None, status_: Annotated[
                 OrderStatus | None, Query(alias="status")] = None, limit: Limit = 100,
                 offset: Offset = 0) -> Page[OrderOut]:
             q = select(orders).order_by(orders.c.created_at.desc(), orders.c.client_order_id)
@@ -224,7 +305,7 @@ class GatewayService(Service):
             return Page[OrderOut](items=[OrderOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 
         @app.get("/fills", response_model=Page[FillOut], tags=["read"])
-        async def get_fills(_: Actor, conn: Conn, symbol: str | None = None, client_order_id: str | None = None,
+        async def get_fills(_: Reader, conn: Conn, symbol: str | None = None, client_order_id: str | None = None,
                             limit: Limit = 100, offset: Offset = 0) -> Page[FillOut]:
             q = select(fills).order_by(fills.c.ts.desc(), fills.c.fill_id)
             if symbol:
@@ -235,7 +316,7 @@ class GatewayService(Service):
             return Page[FillOut](items=[FillOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 
         @app.get("/council", response_model=CouncilOut, tags=["read"])
-        async def get_council(_: Actor, conn: Conn) -> CouncilOut:
+        async def get_council(_: Reader, conn: Conn) -> CouncilOut:
             """Council mode and threshold per symbol, the active risk profile, strategies disabled by errors."""
             controls = (await conn.execute(select(council_controls).order_by(
                 council_controls.c.exchange, council_controls.c.symbol))).all()
@@ -246,7 +327,7 @@ class GatewayService(Service):
                               disabled_strategies=[StrategyFailureOut.model_validate(r) for r in failed])
 
         @app.get("/decisions", response_model=Page[DecisionOut], tags=["read"])
-        async def get_decisions(_: Actor, conn: Conn, symbol: str | None = None, action: Action | None = None,
+        async def get_decisions(_: Reader, conn: Conn, symbol: str | None = None, action: Action | None = None,
                                 since: datetime | None = None, until: datetime | None = None,
                                 limit: Limit = 100, offset: Offset = 0) -> Page[DecisionOut]:
             """Council decisions, newest first, each with every voter's signal."""
@@ -264,14 +345,14 @@ class GatewayService(Service):
 
         @app.get("/decisions/{decision_id}", response_model=DecisionOut, tags=["read"],
                  responses={404: {"description": "no such decision"}})
-        async def get_decision(_: Actor, conn: Conn, decision_id: uuid.UUID) -> DecisionOut:
+        async def get_decision(_: Reader, conn: Conn, decision_id: uuid.UUID) -> DecisionOut:
             rows = (await conn.execute(select(decisions).where(decisions.c.decision_id == decision_id))).all()
             if not rows:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {decision_id}")
             return (await _with_votes(conn, rows))[0]
 
         @app.get("/karma", response_model=KarmaScorecard, tags=["read"])
-        async def get_karma(_: Actor, conn: Conn, by: Annotated[str, Query(pattern="^(strategy|producer)$")]
+        async def get_karma(_: Reader, conn: Conn, by: Annotated[str, Query(pattern="^(strategy|producer)$")]
                             = "strategy", symbol: str | None = None) -> KarmaScorecard:
             """Hit rate, average return and calibration of each strategy's (or producer's) convictions, scored
             when the campaign they argued about closed."""
@@ -287,7 +368,7 @@ class GatewayService(Service):
                 KarmaOut(key=k, pending=pending.get(k, 0), **_score_fields(scores.get(k))) for k in keys])
 
         @app.get("/audit", response_model=Page[AuditOut], tags=["read"])
-        async def get_audit(_: Actor, conn: Conn, limit: Limit = 100, offset: Offset = 0) -> Page[AuditOut]:
+        async def get_audit(_: Reader, conn: Conn, limit: Limit = 100, offset: Offset = 0) -> Page[AuditOut]:
             q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
             rows = (await conn.execute(q)).all()
             return Page[AuditOut](items=[AuditOut.model_validate(r) for r in rows], limit=limit, offset=offset)
@@ -377,7 +458,7 @@ class GatewayService(Service):
         proposal_route("reject", RejectProposal)
 
         @app.get("/proposals", response_model=Page[ProposalOut], tags=["read"])
-        async def get_proposals(_: Actor, conn: Conn, status_: Annotated[str | None, Query(
+        async def get_proposals(_: Reader, conn: Conn, status_: Annotated[str | None, Query(
                 alias="status", pattern="^(PENDING|APPROVED|REJECTED|EXPIRED|OBSERVED)$")] = None,
                 limit: Limit = 100, offset: Offset = 0) -> Page[ProposalOut]:
             """Semi-Auto trade proposals (and, in Observe mode, what would have been traded)."""
@@ -388,7 +469,7 @@ class GatewayService(Service):
             return Page[ProposalOut](items=[ProposalOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 
         @app.get("/risk", response_model=RiskOut, tags=["read"])
-        async def get_risk(_: Actor, conn: Conn) -> RiskOut:
+        async def get_risk(_: Reader, conn: Conn) -> RiskOut:
             """Active profile and its limits, halt and emergency state, drawdown, kill switches."""
             profile = await self._risk_profile(conn)
             halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
@@ -404,7 +485,7 @@ class GatewayService(Service):
                 kill_switches=[KillSwitchOut.model_validate(k) for k in kills], cash=cash)
 
         @app.get("/reconciliation", response_model=Page[DiscrepancyOut], tags=["read"])
-        async def get_reconciliation(_: Actor, conn: Conn, limit: Limit = 100, offset: Offset = 0
+        async def get_reconciliation(_: Reader, conn: Conn, limit: Limit = 100, offset: Offset = 0
                                      ) -> Page[DiscrepancyOut]:
             """Every difference the OMS found between its records and the venue's (or its last snapshot)."""
             q = select(reconciliation_discrepancies).order_by(reconciliation_discrepancies.c.id.desc())
@@ -419,6 +500,9 @@ class GatewayService(Service):
             return await self.control(StartBackfill, "backfill", actor, body.reason,
                                       **body.model_dump(exclude={"reason"}))
 
+        admin.register(app, self)
+        stream.register(app, self)
+
     # --- controls -------------------------------------------------------------------------------------
     def _limits_of(self, profile: str) -> dict[str, Any]:
         return self.settings.risk_config.profiles[RiskProfile(profile)].model_dump(mode="json")
@@ -426,25 +510,33 @@ class GatewayService(Service):
     async def guarded(self, command_cls: type[Payload], action: str, actor: str, body: ConfirmableRequest,
                       warning: str | None, **fields: Any) -> Any:
         """Run a control; a dangerous one (``warning`` set) only on the second call with its token."""
-        if warning is None:
-            return await self.control(command_cls, action, actor, body.reason, **fields)
-        params = {k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()}
+        if warning is not None:
+            params = {k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()}
+            first = await self.confirm_step(actor, action, body.confirmation_token, params, warning)
+            if first is not None:
+                return first
+        return await self.control(command_cls, action, actor, body.reason, **fields)
+
+    async def confirm_step(self, actor: str, action: str, token: str | None, params: dict[str, Any],
+                           warning: str) -> Any:
+        """First call (no token): a 202 with the warning and a single-use token. Second call: the token is
+        spent (None returned: go ahead) or refused with 409."""
         ttl = self.settings.confirmation_ttl_s
-        if body.confirmation_token is None:
+        if token is None:
             async def mint(ctx: Context) -> tuple[str, datetime]:
-                token, expires = await confirm.issue(ctx.conn, actor=actor, action=action, params=params,
-                                                     now=ctx.clock.now(), ttl_s=ttl)
+                minted, expires = await confirm.issue(ctx.conn, actor=actor, action=action, params=params,
+                                                      now=ctx.clock.now(), ttl_s=ttl)
                 await self._audit(ctx, actor, action, "PENDING_CONFIRM", {"params": params, "warning": warning},
                                   uuid.uuid4())
-                return token, expires
+                return minted, expires
 
-            token, expires = await self.transact(mint)
-            return JSONResponse(ConfirmationRequired(action=action, warning=warning, confirmation_token=token,
+            minted, expires = await self.transact(mint)
+            return JSONResponse(ConfirmationRequired(action=action, warning=warning, confirmation_token=minted,
                                                      expires_at=expires).model_dump(mode="json"), status_code=202)
 
         async def spend(ctx: Context) -> bool:
-            ok = await confirm.redeem(ctx.conn, body.confirmation_token or "", actor=actor, action=action,
-                                      params=params, now=ctx.clock.now())
+            ok = await confirm.redeem(ctx.conn, token, actor=actor, action=action, params=params,
+                                      now=ctx.clock.now())
             if not ok:
                 await self._audit(ctx, actor, action, "REFUSED", {"params": params,
                                                                   "why": "invalid confirmation token"}, uuid.uuid4())
@@ -453,7 +545,21 @@ class GatewayService(Service):
         if not await self.transact(spend):
             raise HTTPException(status.HTTP_409_CONFLICT, "confirmation token invalid, expired, already used, or "
                                                           "issued for another request or operator")
-        return await self.control(command_cls, action, actor, body.reason, **fields)
+        return None
+
+    async def key_can_withdraw(self, exchange: str, api_key: str, secret: str) -> bool | None:
+        """Ask the exchange what the key may do (None: it does not say)."""
+        from quorum.venues.ccxt_venue import CcxtVenue, live_exchange
+
+        ex = live_exchange(exchange, api_key=api_key, secret=secret,
+                           base_url=self.settings.exchange_base_urls.get(exchange))
+        try:
+            return await CcxtVenue(ex, enabled=True).can_withdraw()
+        except Exception as exc:  # noqa: BLE001 - any exchange failure is a 502 with its class, never the key
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY,
+                                f"could not check the key with {exchange}: {type(exc).__name__}") from None
+        finally:
+            await ex.close()
 
     async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str,
                       **fields: Any) -> Any:
@@ -526,7 +632,8 @@ class GatewayService(Service):
                 continue
             seen = datetime.fromisoformat(doc["ts"]) if "ts" in doc else None
             stale = seen is None or now - seen > timedelta(seconds=self.settings.health_stale_s)
-            out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale)
+            out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale,
+                                     details=doc.get("details") or {})
         return out
 
 

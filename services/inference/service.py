@@ -1,16 +1,27 @@
-"""Runs the baseline model on every feature vector. (MLflow-tracked XGBoost/torch models plug in here.)"""
+"""Runs the selected model on every feature vector. Models come from a registry of name -> version ->
+model; the selection is stored (``model_selection``) and changed only by an operator's ``SelectModel``.
+(MLflow-tracked XGBoost/torch models register here; training is not available in this build and a
+``StartTraining`` is refused with a reason.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import predictions
+from quorum.db.tables import model_selection, predictions
 from quorum.domain.models import MomentumBaseline
+from quorum.events.control import ControlRefused, ModelSelected, SelectModel, StartTraining
 from quorum.events.features import FeaturesComputed
 from quorum.events.predictions import PredictionMade
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+
+REGISTRY: dict[str, dict[str, Any]] = {"baseline-momentum": {"1": MomentumBaseline()}}
+DEFAULT = ("baseline-momentum", "1")
+SCOPE = "global"
 
 
 class InferenceSettings(ServiceSettings):
@@ -22,22 +33,48 @@ class InferenceSettings(ServiceSettings):
 class InferenceService(Service):
     NAME = "inference"
     settings: InferenceSettings
-    model = MomentumBaseline()
 
     def handlers(self) -> dict[str, Handler]:
-        return {"inference-features": self.on_features}
+        return {"inference-features": self.on_features, "inference-control": self.on_control}
+
+    async def _selected(self, ctx: Context) -> tuple[str, str]:
+        row = (await ctx.conn.execute(select(model_selection.c.model_name, model_selection.c.version).where(
+            model_selection.c.scope == SCOPE))).first()
+        return (row.model_name, row.version) if row else DEFAULT
 
     async def on_features(self, ctx: Context) -> None:
         f: FeaturesComputed = ctx.message.payload
-        p_up = self.model.predict(f.values)
-        version = f"{self.model.name}@{self.model.version}"
+        name, version = await self._selected(ctx)
+        model = REGISTRY[name][version]
+        p_up = model.predict(f.values)
+        tag = f"{name}@{version}"
         out = ctx.emit(PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts,
-                                      model_name=self.model.name, model_version=version, feature_set=f.feature_set,
-                                      horizon=self.model.horizon, p_up=p_up))
+                                      model_name=name, model_version=tag, feature_set=f.feature_set,
+                                      horizon=model.horizon, p_up=p_up))
         await ctx.conn.execute(
             insert(predictions).values(
-                exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=self.model.name,
-                model_version=version, feature_set=f.feature_set, horizon=self.model.horizon, p_up=p_up,
+                exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=name,
+                model_version=tag, feature_set=f.feature_set, horizon=model.horizon, p_up=p_up,
                 event_id=out.event_id,
             ).on_conflict_do_nothing()
         )
+
+    async def on_control(self, ctx: Context) -> None:
+        cmd = ctx.message.payload
+        if isinstance(cmd, StartTraining):
+            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code="TRAINING_UNAVAILABLE",
+                                    detail="this build has no training pipeline; register a trained model instead"))
+            return
+        assert isinstance(cmd, SelectModel)
+        if cmd.version not in REGISTRY.get(cmd.model_name, {}):
+            known = sorted(f"{n}@{v}" for n, vs in REGISTRY.items() for v in vs)
+            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code="UNKNOWN_MODEL",
+                                    detail=f"{cmd.model_name}@{cmd.version} is not registered; known: {known}"))
+            return
+        previous = "@".join(await self._selected(ctx))
+        values = {"scope": SCOPE, "model_name": cmd.model_name, "version": cmd.version, "updated_by": cmd.actor,
+                  "updated_at": ctx.clock.now()}
+        await ctx.conn.execute(insert(model_selection).values(values).on_conflict_do_update(
+            index_elements=["scope"], set_=values))
+        ctx.emit(ModelSelected(actor=cmd.actor, reason=cmd.reason, model_name=cmd.model_name, version=cmd.version,
+                               previous=previous))

@@ -28,7 +28,7 @@ from quorum.domain.ledger import (
     txn_hash,
 )
 from quorum.events.fills import OrderFilled
-from quorum.events.ledger import Posting, TransactionPosted
+from quorum.events.ledger import EquityMarked, Posting, TransactionPosted
 from quorum.events.market_data import CandleClosed
 from quorum.ids import stable_uuid
 from quorum.runtime.handling import Context, Handler
@@ -140,3 +140,5 @@ class LedgerService(Service):
                   "drawdown": (peak - value) / peak if peak else Decimal(0)}
         await ctx.conn.execute(insert(equity).values(values).on_conflict_do_update(
             index_elements=["mode", "ts"], set_=values))
+        ctx.emit(EquityMarked(mode=mode, ts=ts, equity=value, peak_equity=peak, drawdown=values["drawdown"]),
+                 key=f"equity:{mode.value}:{ts.isoformat()}", event_time=ts)

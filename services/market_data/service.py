@@ -116,6 +116,11 @@ class MarketDataService(Service):
     def handlers(self) -> dict[str, Handler]:
         return {"market-data-control": self.on_control}
 
+    def health_details(self) -> dict[str, Any]:
+        s = self.settings
+        return {"source": s.source, "exchange": s.live_exchange if s.source == "live" else s.exchange,
+                "secondary": s.live_secondary if s.source == "live" else None}
+
     async def on_control(self, ctx: Context) -> None:
         """Acknowledge a backfill command, then run it after the commit (it can take hours)."""
         cmd: StartBackfill = ctx.message.payload

@@ -24,7 +24,7 @@ CLOCK = TestClock(T0 + timedelta(hours=1, seconds=3))
 COMMANDS = {"SubmitOrder", "CancelOrder", "SetOperatingMode", "ApproveProposal", "RejectProposal",
             "EngageKillSwitch", "ReleaseKillSwitch", "ClearEmergencyHalt", "CancelAllOrders", "CloseAllPositions",
             "HaltTrading", "ResumeTrading", "AuthorizeRouting", "DisconnectRouting", "StartBackfill",
-            "SetCouncilMode", "SetRiskProfile"}
+            "SetCouncilMode", "SetRiskProfile", "ShutdownService", "SelectModel", "StartTraining"}
 IRREGULAR_PAST_PARTICIPLES = {"Made"}  # DecisionMade, PredictionMade
 
 

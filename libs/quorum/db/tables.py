@@ -149,6 +149,16 @@ predictions = Table(
     Index("ix_predictions_time", "ts"),
 )
 
+model_selection = Table(
+    "model_selection",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("model_name", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 decisions = Table(
     "decisions",
     metadata,
@@ -562,7 +572,48 @@ audit_log = Table(
     Column("status", String(16), nullable=False),
     Column("details", JSONB, nullable=False),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False, server_default="0" * 64),
+    Column("hash", String(64), nullable=False, server_default="", comment="sha256 over prev_hash and this row"),
     Index("ix_audit_log_ts", "ts"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True, comment="public name of the token, used as the audit actor"),
+    Column("token_hash", String(64), nullable=False, unique=True, comment="sha256 of the token; never the token"),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False, comment="viewer, operator or admin"),
+    Column("created_by", String(200), nullable=False),
+    _created(),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+master_pin = Table(
+    "master_pin",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
+    Column("verifier", LargeBinary, nullable=False, comment="scrypt(PIN) for checking it; the key is derived apart"),
+    Column("n", Integer, nullable=False),
+    Column("r", Integer, nullable=False),
+    Column("p", Integer, nullable=False),
+    _created(),
+)
+
+exchange_keys = Table(
+    "exchange_keys",
+    metadata,
+    Column("key_id", UUID(as_uuid=True), primary_key=True),
+    Column("exchange", String(32), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("api_key_hint", String(16), nullable=False, comment="last 4 characters, to recognise the key"),
+    Column("ciphertext", LargeBinary, nullable=False, comment="AES-256-GCM of the key and secret"),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("can_withdraw", Boolean, comment="as the exchange reported at registration; null: not exposed"),
+    Column("created_by", String(200), nullable=False),
+    _created(),
+    Column("revoked_at", DateTime(timezone=True)),
 )
 
 confirmation_tokens = Table(

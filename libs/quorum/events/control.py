@@ -240,3 +240,42 @@ class PositionsCloseRequested(_Confirmation):
     FAMILY = "control"
 
     orders: int = Field(ge=0, description="market sells sent")
+
+
+class ShutdownService(_Command):
+    """Ask one service to stop gracefully. Delivered live only (no durable consumer): a restarted service must
+    never replay an old shutdown."""
+
+    FAMILY = "control"
+    ROUTING = ("service",)
+
+    service: str = Field(pattern=r"^[a-z_]+$")
+
+
+class ShutdownAcknowledged(_Confirmation):
+    FAMILY = "control"
+
+    service: str
+
+
+class SelectModel(_Command):
+    """Make this model version the one inference serves (it must be registered)."""
+
+    FAMILY = "control"
+
+    model_name: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=64)
+
+
+class ModelSelected(_Confirmation):
+    FAMILY = "control"
+
+    model_name: str
+    version: str
+    previous: str | None
+
+
+class StartTraining(_Command):
+    FAMILY = "control"
+
+    model_name: str = Field(min_length=1, max_length=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from quorum.events.base import Frozen, Payload
 from quorum.types import FiniteDecimal, TradingMode
@@ -25,3 +25,16 @@ class TransactionPosted(Payload):
     ts: AwareDatetime
     description: str
     postings: tuple[Posting, ...]
+
+
+class EquityMarked(Payload):
+    """The book's equity marked to market (at a fill or a candle of a held symbol), with peak and drawdown."""
+
+    FAMILY = "ledger"
+    ROUTING = ("mode",)
+
+    mode: TradingMode
+    ts: AwareDatetime
+    equity: FiniteDecimal
+    peak_equity: FiniteDecimal
+    drawdown: FiniteDecimal = Field(description="fraction below the peak, 0..1")

@@ -91,6 +91,10 @@ class Service:
     def extend_app(self, app: FastAPI) -> None:
         """Add routes (the gateway adds its whole API here)."""
 
+    def health_details(self) -> dict[str, Any]:
+        """What operators should see in the status next to this service's state (e.g. its data source)."""
+        return {}
+
     async def transact(self, work: Callable[[Context], Awaitable[Any]]) -> Any:
         """Run ``work`` in one transaction outside any consumer (start-up, HTTP requests); emitted events go
         through the outbox and are relayed after the commit."""
@@ -122,6 +126,7 @@ class Service:
         self.publisher = Publisher(self.js, self.NAME)
         self.relay = OutboxRelay(self.engine, self.publisher, self.NAME)
         await self.on_start()
+        await self._listen_for_shutdown()
         await self._bind_consumers()
         self._spawn(self.relay.run(self.stopping))
         self._spawn(self._heartbeat())
@@ -187,6 +192,34 @@ class Service:
             self._set_state(LifecycleState.FAILED)
             self.stopping.set()  # fail loudly: the supervisor (compose / quorum dev) restarts the process
 
+    async def _listen_for_shutdown(self) -> None:
+        """An operator's ``ShutdownService`` for this service: confirm, then stop as on SIGTERM. A plain (not
+        durable) subscription, so a restarted service never replays an old shutdown."""
+        from quorum.events.base import UndecodableMessage, decode
+        from quorum.events.control import ShutdownAcknowledged, ShutdownService
+        from quorum.subjects import subject
+
+        async def on_message(msg: Any) -> None:
+            try:
+                env = decode(msg.data)
+            except UndecodableMessage:
+                return
+            cmd = env.payload
+            if not isinstance(cmd, ShutdownService) or cmd.service != self.NAME or self.stopping.is_set():
+                return
+
+            async def confirm(ctx: Context) -> None:
+                ctx.envelope = env
+                ctx.emit(ShutdownAcknowledged(actor=cmd.actor, reason=cmd.reason, service=self.NAME))
+
+            await self.transact(confirm)
+            if self.relay is not None:
+                await self.relay.drain()  # the confirmation leaves before the service does
+            self.stopping.set()
+
+        assert self.nc is not None
+        await self.nc.subscribe(subject(ShutdownService, service=self.NAME), cb=on_message)
+
     async def _wait_for_database(self) -> None:
         assert self.engine is not None
         delay = 0.5
@@ -230,7 +263,7 @@ class Service:
         assert self.js is not None
         kv = await self.js.key_value("service_health")
         doc = {"service": self.NAME, "state": state, "ts": self.clock.now().isoformat(),
-               "http_port": self.settings.http_port}
+               "http_port": self.settings.http_port, "details": self.health_details()}
         await kv.put(self.NAME, json.dumps(doc).encode())
 
     async def _heartbeat(self) -> None:
