@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from quorum import audit_chain, keyvault
 from quorum.db.tables import api_tokens, audit_log, exchange_keys, master_pin
 from quorum.events.control import (
+    AuthorizeRouting,
     CloseAllPositions,
     HaltTrading,
     SelectModel,
@@ -22,6 +23,7 @@ from quorum.events.control import (
     StartTraining,
 )
 from quorum.runtime.handling import Context
+from quorum.types import TradingMode
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -31,6 +33,7 @@ from .schemas import (
     ControlResult,
     ExchangeKeyOut,
     ExchangeKeyRequest,
+    LiveConfirmableRequest,
     MasterPinRequest,
     ModelRequest,
     PanicRequest,
@@ -133,23 +136,15 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         """Register a live exchange key (two-step; needs the master PIN). The key is checked with the exchange:
         one that may withdraw is refused; where the exchange does not say, the key is stored with a warning.
         Stored AES-256-GCM encrypted; never returned, never logged."""
-        record = await pin_record(conn)
-        if record is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "set the master PIN first (POST /admin/master-pin)")
         fingerprint = hashlib.sha256(f"{body.api_key}\x1f{body.secret}".encode()).hexdigest()
         params = {"exchange": body.exchange, "label": body.label, "key": fingerprint}
-        first = await gw.confirm_step(who.actor, "exchange_key_register", body.confirmation_token, params,
-                                      f"Registering a live {body.exchange} key lets Quorum trade real money once "
-                                      "live trading is enabled.")
+        phrase = f"REGISTER {body.exchange.upper()} KEY"
+        first, record = await live_confirm(who.actor, "exchange_key_register", body, params, phrase, conn,
+                                           f"Registering a live {body.exchange} key lets Quorum trade real money "
+                                           "once live trading is enabled.")
         if first is not None:
             return first
-        if not record.check(body.pin):
-            async def refuse(ctx: Context) -> None:
-                await gw._audit(ctx, who.actor, "exchange_key_register", "REFUSED", {"why": "wrong PIN"},
-                                uuid.uuid4())
-
-            await gw.transact(refuse)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong master PIN")
+        assert record is not None and body.pin is not None
         can_withdraw = await gw.key_can_withdraw(body.exchange, body.api_key, body.secret)
         if can_withdraw:
             raise HTTPException(status.HTTP_409_CONFLICT, "this key has withdrawal permission: create a trade-only "
@@ -178,6 +173,39 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         """What is registered: exchange, label, the key's last 4 characters, permissions. Never key material."""
         rows = (await conn.execute(select(exchange_keys).order_by(exchange_keys.c.created_at))).all()
         return [ExchangeKeyOut.model_validate(x) for x in rows]
+
+    async def live_confirm(actor: str, action: str, body: Any, params: dict[str, Any], phrase: str, conn: Any,
+                           warning: str) -> tuple[Any, keyvault.PinRecord | None]:
+        """Anything live: two steps, the typed phrase and the master PIN. Returns (a response to send back, or
+        None to go ahead; the PIN record). Phrase and PIN are checked before the token is spent."""
+        record = await pin_record(conn)
+        if record is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "set the master PIN first (POST /admin/master-pin)")
+        if body.confirmation_token is not None:
+            if body.confirmation_phrase != phrase:
+                raise HTTPException(422, f"type the confirmation phrase exactly: {phrase}")
+            if body.pin is None or not record.check(body.pin):
+                async def refuse(ctx: Context) -> None:
+                    await gw._audit(ctx, actor, action, "REFUSED", {"why": "wrong master PIN"}, uuid.uuid4())
+
+                await gw.transact(refuse)
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong master PIN")
+        first = await gw.confirm_step(actor, action, body.confirmation_token, params,
+                                      f"{warning} To confirm, send the token with confirmation_phrase = "
+                                      f"\"{phrase}\" and the master PIN.")
+        return first, record
+
+    @app.post("/controls/routing/authorize", response_model=ControlResult, tags=["controls"],
+              responses={202: {"description": "live: confirm with the token, the phrase and the PIN"}, **refused})
+    async def authorize_routing(actor: Actor, conn: Conn, body: LiveConfirmableRequest | None = None) -> Any:
+        """Connect order routing (the master toggle). In live mode: two steps, the typed phrase and the PIN."""
+        body = body or LiveConfirmableRequest()
+        if gw.settings.trading_mode is TradingMode.LIVE:
+            first, _ = await live_confirm(actor, "routing_authorize", body, {"mode": "LIVE"}, "ENABLE LIVE TRADING",
+                                          conn, "Routing orders in LIVE mode trades real money.")
+            if first is not None:
+                return first
+        return await gw.control(AuthorizeRouting, "routing_authorize", actor, body.reason)
 
     # --- audit ---------------------------------------------------------------------------------------------------
     async def audit_rows(conn: Any) -> AsyncIterator[dict[str, Any]]:

@@ -375,12 +375,18 @@ class MasterPinRequest(BaseModel):
     current_pin: str | None = Field(default=None, max_length=128, description="needed to change an existing PIN")
 
 
-class ExchangeKeyRequest(ConfirmableRequest):
+class LiveConfirmableRequest(ConfirmableRequest):
+    confirmation_phrase: str | None = Field(default=None, max_length=100,
+                                            description="anything live: type the phrase the first call returned")
+    pin: str | None = Field(default=None, max_length=128, description="anything live: the master PIN")
+
+
+class ExchangeKeyRequest(LiveConfirmableRequest):
     exchange: str = Field(pattern=r"^[a-z0-9_]+$", examples=["binance"])
     label: str = Field(min_length=1, max_length=100, examples=["main trading key"])
     api_key: str = Field(min_length=8, max_length=256)
     secret: str = Field(min_length=8, max_length=512)
-    pin: str = Field(min_length=6, max_length=128, description="the master PIN")
+    pin: str | None = Field(default=None, max_length=128, description="the master PIN (second call)")
 
     def __repr__(self) -> str:  # never echo credentials
         return f"ExchangeKeyRequest(exchange={self.exchange!r}, label={self.label!r}, api_key=***, secret=***)"

@@ -50,7 +50,6 @@ from quorum.db.tables import (
 from quorum.events.base import Payload, UndecodableMessage, decode
 from quorum.events.control import (
     ApproveProposal,
-    AuthorizeRouting,
     CancelAllOrders,
     ClearEmergencyHalt,
     CloseAllPositions,
@@ -383,7 +382,6 @@ class GatewayService(Service):
 
         control_route("/controls/halt", HaltTrading, "halt")
         control_route("/controls/resume", ResumeTrading, "resume")
-        control_route("/controls/routing/authorize", AuthorizeRouting, "routing_authorize")
         control_route("/controls/routing/disconnect", DisconnectRouting, "routing_disconnect")
 
         @app.post("/controls/council/mode", response_model=ControlResult, tags=["controls"],

@@ -57,6 +57,7 @@ from quorum.events.orders import (
     TradeProposed,
 )
 from quorum.ids import client_order_id, derived_order_id, stable_uuid
+from quorum.runtime.audit import active_profile, record_audit
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
@@ -132,8 +133,9 @@ class OmsService(Service):
                 mode=self.mode, routing_connected=False, operating_mode=self.settings.operating_mode.value,
                 updated_by=SYSTEM, updated_at=ctx.clock.now()).on_conflict_do_nothing())
             await self._set_routing(ctx, False, SYSTEM)
-            ctx.emit(RoutingDisconnected(actor=SYSTEM, reason="cold start"),
-                     key=f"cold-start:{ctx.clock.now().isoformat()}")
+            start = f"cold-start:{ctx.clock.now().isoformat()}"
+            ctx.emit(RoutingDisconnected(actor=SYSTEM, reason="cold start"), key=start)
+            await self._audit(ctx, "routing_disconnect", {"reason": "cold start"}, start)
             state = await self._snapshot(ctx)
             await self._check_snapshot(ctx, state)
             await self._reconcile(ctx)
@@ -467,6 +469,12 @@ class OmsService(Service):
         await self._decide(ctx, row, "EXPIRED", SYSTEM)
         ctx.emit(ProposalExpired(actor=SYSTEM, reason="not approved within the proposal TTL",
                                  decision_id=row.decision_id), key=f"expired:{row.decision_id}")
+        await self._audit(ctx, "proposal_expire", {"decision_id": str(row.decision_id), "symbol": row.symbol},
+                          f"expired:{row.decision_id}")
+
+    async def _audit(self, ctx: Context, action: str, details: dict[str, Any], key: str) -> None:
+        await record_audit(ctx, actor=SYSTEM, action=action, mode=self.mode, status="CONFIRMED", details=details,
+                           risk_profile=await active_profile(ctx.conn, self.settings.risk_profile.value), key=key)
 
     async def _expire_proposals(self) -> None:
         """Proposals nobody approved in time never become orders."""

@@ -160,26 +160,23 @@ async def test_exchange_keys_are_pin_protected_encrypted_never_returned_and_with
             weak = await admin.post("/admin/master-pin", json={"pin": "123456"})
             assert (await admin.post("/admin/master-pin", json={"pin": "orange-7-tree"})).status_code == 204
             first = await admin.post("/admin/exchange-keys", json=_key(secret, "orange-7-tree"))
-            wrong = await admin.post("/admin/exchange-keys", json={**_key(secret, "wrong-pin-99"),
-                                                                   "confirmation_token": "x" * 20})
             token = first.json()["confirmation_token"]
-            wrong_pin = await admin.post("/admin/exchange-keys", json={**_key(secret, "grape-8-bush"),
-                                                                       "confirmation_token": token})
-            first = await admin.post("/admin/exchange-keys", json=_key(secret, "orange-7-tree"))
-            stored = await admin.post("/admin/exchange-keys", json={**_key(secret, "orange-7-tree"),
-                                                                    "confirmation_token":
-                                                                        first.json()["confirmation_token"]})
+            bogus = await admin.post("/admin/exchange-keys", json=_key(secret, "orange-7-tree", "x" * 20))
+            no_phrase = await admin.post("/admin/exchange-keys", json={**_key(secret, "orange-7-tree", token),
+                                                                       "confirmation_phrase": None})
+            wrong_pin = await admin.post("/admin/exchange-keys", json=_key(secret, "grape-8-bush", token))
+            stored = await admin.post("/admin/exchange-keys", json=_key(secret, "orange-7-tree", token))
             listed = (await admin.get("/admin/exchange-keys")).text
             changed = await admin.post("/admin/master-pin", json={"pin": "lemon-9-river",
                                                                   "current_pin": "orange-7-tree"})
             fake.can_withdraw = True
             first = await admin.post("/admin/exchange-keys", json=_key(secret, "lemon-9-river"))
-            withdraw = await admin.post("/admin/exchange-keys", json={**_key(secret, "lemon-9-river"),
-                                                                      "confirmation_token":
-                                                                          first.json()["confirmation_token"]})
+            withdraw = await admin.post("/admin/exchange-keys", json=_key(secret, "lemon-9-river",
+                                                                          first.json()["confirmation_token"]))
 
     assert no_pin.status_code == 409 and weak.status_code == 422
-    assert wrong.status_code == 409 and wrong_pin.status_code == 403
+    assert "REGISTER BINANCE KEY" in first.json()["warning"]
+    assert (bogus.status_code, no_phrase.status_code, wrong_pin.status_code) == (409, 422, 403)
     assert stored.status_code == 201, stored.text
     assert stored.json()["api_key_hint"] == "7f3a" and stored.json()["can_withdraw"] is False
     assert secret not in stored.text and secret not in listed and "AKIA" not in listed
@@ -193,9 +190,13 @@ async def test_exchange_keys_are_pin_protected_encrypted_never_returned_and_with
     assert (creds.api_key, creds.secret) == ("AKIA-test-key-7f3a", secret)
 
 
-def _key(secret: str, pin: str) -> dict[str, str]:
-    return {"exchange": "binance", "label": "trading", "api_key": "AKIA-test-key-7f3a", "secret": secret,
-            "pin": pin}
+def _key(secret: str, pin: str, token: str | None = None) -> dict[str, Any]:
+    """The first call (no token) or the confirming one (token, typed phrase, PIN)."""
+    body: dict[str, Any] = {"exchange": "binance", "label": "trading", "api_key": "AKIA-test-key-7f3a",
+                            "secret": secret}
+    if token is not None:
+        body.update(confirmation_token=token, confirmation_phrase="REGISTER BINANCE KEY", pin=pin)
+    return body
 
 
 # --- audit ------------------------------------------------------------------------------------------------------

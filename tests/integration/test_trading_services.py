@@ -146,6 +146,7 @@ async def test_semi_auto_proposals_are_approved_rejected_or_expire_and_autonomy_
         confirmed = await http.post("/controls/operating-mode", json={"mode": "FULL_AUTO",
                                                                       "confirmation_token": token})
         status = (await http.get("/status")).json()
+        audit = {(a["actor"], a["action"]) for a in (await http.get("/audit", params={"limit": 500})).json()["items"]}
         await http.post("/controls/operating-mode", json={"mode": "OBSERVE"})
         replayed = await http.post("/controls/operating-mode", json={"mode": "FULL_AUTO",
                                                                      "confirmation_token": token})
@@ -159,6 +160,7 @@ async def test_semi_auto_proposals_are_approved_rejected_or_expire_and_autonomy_
     assert forged.status_code == 200  # OBSERVE is less autonomous: no token needed, and the token stays unspent
     assert confirmed.status_code == 200 and replayed.status_code == 409  # single use
     assert status["operating_mode"] == "FULL_AUTO"
+    assert {("SYSTEM:oms", "proposal_expire"), ("SYSTEM:oms", "routing_disconnect")} <= audit
 
 
 async def test_the_kill_switch_blocks_new_entries_but_lets_the_exit_through(

@@ -32,3 +32,12 @@ async def record_audit(ctx: Context, *, actor: str, action: str, mode: str, risk
         **{**row, "event_id": event_id}, prev_hash=prev, hash=row_hash(prev, row)))
     ctx.emit(ActionAudited(actor=actor, action=action, mode=mode, risk_profile=risk_profile, status=status,
                            details=details), key=str(event_id))
+
+
+async def active_profile(conn: Any, default: str) -> str:
+    """The risk profile in force (risk owns it), for audit rows written by other services."""
+    from quorum.db.tables import risk_profile_state
+
+    row = (await conn.execute(select(risk_profile_state.c.profile).where(
+        risk_profile_state.c.scope == "global"))).scalar_one_or_none()
+    return row or default
