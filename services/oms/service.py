@@ -82,7 +82,7 @@ class OmsSettings(ServiceSettings):
     proposal_ttl_s: float = Field(default=300.0, gt=0, description="Semi-Auto proposals expire after this")
     expiry_check_s: float = Field(default=2.0, gt=0)
     flush_on_shutdown: bool = Field(default=True, description="cancel every open order on a graceful stop")
-    state_file: Path = Field(default=Path("var/oms/portfolio_state.json"),
+    state_file: Path = Field(default=Path(".quorum/oms/portfolio_state.json"),
                              description="snapshot written at shutdown and checked at the next start")
 
 
