@@ -41,9 +41,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_ledger(args: argparse.Namespace) -> int:
     """verify: re-walk the hash chain. rebuild: replay the journal and compare with (or, --apply, restore)
     the stored balances and positions. Exit 1 when anything differs."""
-    from datetime import UTC, datetime
-
     from quorum import ledger_books
+    from quorum.clock import LiveClock
     from quorum.db.engine import create_engine
     from quorum.runtime.settings import DEV_DATABASE_URL
     from quorum.types import TradingMode
@@ -58,7 +57,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                     return await ledger_books.verify(conn, mode)
                 found = await ledger_books.differences(conn, mode)
                 if found and args.apply:
-                    await ledger_books.restore(conn, mode, datetime.now(UTC))
+                    await ledger_books.restore(conn, mode, LiveClock().now())
                 return found
         finally:
             await engine.dispose()

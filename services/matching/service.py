@@ -209,24 +209,23 @@ class MatchingService(Service):
         """Spot has no shorting: like the exchange, refuse a sell beyond the free balance — what the venue's own
         fills hold, less what open sells already lock (an OCO group locks once, as on Binance)."""
         base, _ = split_symbol(cmd.symbol)
-        held = Decimal(0)
-        for (fill,) in (await ctx.conn.execute(select(paper_fills.c.fill).join(
-                paper_orders, paper_orders.c.client_order_id == paper_fills.c.client_order_id).where(
-                paper_orders.c.exchange == cmd.exchange, paper_orders.c.symbol == cmd.symbol))).all():
+        mine = (paper_orders.c.exchange == cmd.exchange) & (paper_orders.c.symbol == cmd.symbol)
+        held, filled = Decimal(0), dict[str, Decimal]()
+        for coid, fill in (await ctx.conn.execute(select(paper_fills.c.client_order_id, paper_fills.c.fill).join(
+                paper_orders, paper_orders.c.client_order_id == paper_fills.c.client_order_id).where(mine))).all():
             qty, fee = Decimal(fill["quantity"]), Decimal(fill["fee"]) if fill["fee_currency"] == base else Decimal(0)
             held += qty - fee if fill["side"] == Side.BUY.value else -qty
+            filled[coid] = filled.get(coid, Decimal(0)) + qty
         locked: dict[str, Decimal] = {}
         for row in (await ctx.conn.execute(select(paper_orders.c.client_order_id, paper_orders.c.command).where(
-                paper_orders.c.exchange == cmd.exchange, paper_orders.c.symbol == cmd.symbol,
-                paper_orders.c.status.in_(("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED")),
+                mine, paper_orders.c.status.in_(("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED")),
                 paper_orders.c.client_order_id != cmd.client_order_id))).all():
             other = row.command["payload"]
             if other["side"] != Side.SELL.value or (cmd.oco_group and other.get("oco_group") == cmd.oco_group):
                 continue  # buys lock quote, not base; the legs of one OCO share one lock
-            filled = sum((Decimal(f["quantity"]) for (f,) in (await ctx.conn.execute(select(paper_fills.c.fill).where(
-                paper_fills.c.client_order_id == row.client_order_id))).all()), Decimal(0))
             group = other.get("oco_group") or row.client_order_id
-            locked[group] = max(locked.get(group, Decimal(0)), Decimal(other["quantity"]) - filled)
+            left = Decimal(other["quantity"]) - filled.get(row.client_order_id, Decimal(0))
+            locked[group] = max(locked.get(group, Decimal(0)), left)
         free = held - sum(locked.values(), Decimal(0))
         return None if cmd.quantity <= free else f"sell {cmd.quantity} > free {free} (held {held})"
 

@@ -96,7 +96,7 @@ async def test_tokens_are_stored_hashed_and_a_revoked_token_stops_working(infra:
 
 
 async def test_a_token_over_its_rate_gets_429_with_retry_after(infra: Any) -> None:
-    gw = gateway(rate_limit_per_s=1, rate_limit_burst=3)
+    gw = gateway(rate_limit_per_s=0.1, rate_limit_burst=3)  # refills one request per 10 s
     async with running(gw), client(gw) as admin:
         codes = [(await admin.get("/status")) for _ in range(5)]
 

@@ -129,3 +129,24 @@ async def _is(value: Any, n: int) -> bool:
 async def _marks(url: str) -> int:
     return (await rows(url, select(func.count()).select_from(equity).where(
         equity.c.ts == T0 + timedelta(hours=1))))[0][0]
+
+
+async def test_rebuild_apply_restores_damaged_projections_from_the_journal(infra: Any, database_url: str) -> None:
+    await run_books(infra, database_url)
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:  # projections are not the record: damage them
+        await conn.execute(text("UPDATE ledger_balances SET amount = 0 WHERE account = 'paper:asset:BTC'"))
+        await conn.execute(text("UPDATE positions SET realized_pnl = 999"))
+    await engine.dispose()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "quorum.cli", "ledger", *args], cwd=REPO_ROOT, text=True,
+                              env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, timeout=120)
+
+    found, restored, clean = cli("rebuild"), cli("rebuild", "--apply"), cli("rebuild")
+
+    assert found.returncode == 1 and "balance paper:asset:BTC" in found.stdout and "position BTC/USDT" in found.stdout
+    assert restored.returncode == 0 and "restored" in restored.stdout
+    assert clean.returncode == 0 and "OK" in clean.stdout
+    pos = (await rows(database_url, select(positions)))[0]
+    assert pos.realized_pnl != 999 and pos.mark_price == D(130)  # the mark survives the restore

@@ -123,7 +123,7 @@ async def test_semi_auto_proposals_are_approved_rejected_or_expire_and_autonomy_
         infra: Any, database_url: str, tmp_path: Path) -> None:
     url = database_url
     gw = gateway()
-    services = stack(tmp_path, oms={"proposal_ttl_s": 2.0, "expiry_check_s": 0.2})
+    services = stack(tmp_path, oms={"proposal_ttl_s": 4.0, "expiry_check_s": 0.2})
     async with running(*services, gw), client(gw) as http:
         semi = await http.post("/controls/operating-mode", json={"mode": "SEMI_AUTO"})
         assert semi.status_code == 200, semi.text  # less autonomy: no confirmation needed
@@ -265,3 +265,27 @@ async def _proposals(url: str, want: dict[str, int]) -> bool:
 
 async def _refused(url: str, reason: str) -> bool:
     return any(r.reason_code == reason for r in await rows(url, select(risk_checks)))
+
+
+async def test_the_paper_venue_refuses_to_sell_more_than_is_held(infra: Any, database_url: str) -> None:
+    from quorum.db.tables import paper_orders
+    from quorum.events.orders import SubmitOrder
+    from quorum.types import OrderType, Side, TradingMode
+
+    def order(coid: str, side: Side, qty: str) -> SubmitOrder:
+        return SubmitOrder(venue="paper", mode=TradingMode.PAPER, client_order_id=coid, exchange="binance",
+                           symbol="BTC/USDT", side=side, order_type=OrderType.MARKET, quantity=D(qty), reference_ts=T0)
+
+    async with running(MatchingService(MatchingSettings(http_port=free_port()))):
+        await publish(infra, database_url, candle(0, "100"))
+        await publish(infra, database_url, order("Qbuy", Side.BUY, "1"))
+        await publish(infra, database_url, order("Qsell-too-much", Side.SELL, "1.5"), order("Qsell", Side.SELL, "1"))
+
+        async def settled() -> bool:
+            done = paper_orders.c.status.in_(("FILLED", "REJECTED"))
+            return len(await rows(database_url, select(paper_orders).where(done))) == 3
+
+        await until("all three are decided", settled)
+
+    status = {r.client_order_id: r.status for r in await rows(database_url, select(paper_orders))}
+    assert status == {"Qbuy": "FILLED", "Qsell-too-much": "REJECTED", "Qsell": "FILLED"}

@@ -169,18 +169,18 @@ class ProposalExpired(_Confirmation):
     decision_id: UUID
 
 
-class EngageKillSwitch(_Command):
+class _SymbolScoped(_Command):
+    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$", description="None: every symbol")
+
+
+class EngageKillSwitch(_SymbolScoped):
     """Close-only for one symbol, or for everything when ``symbol`` is None: exits and stops still work."""
 
     FAMILY = "control"
 
-    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
 
-
-class ReleaseKillSwitch(_Command):
+class ReleaseKillSwitch(_SymbolScoped):
     FAMILY = "control"
-
-    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
 
 
 class KillSwitchEngaged(_Confirmation):
@@ -216,12 +216,10 @@ class EmergencyHaltCleared(_Confirmation):
     FAMILY = "control"
 
 
-class CancelAllOrders(_Command):
+class CancelAllOrders(_SymbolScoped):
     """Cancel every open order (a symbol's only, when given)."""
 
     FAMILY = "control"
-
-    symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
 
 
 class CloseAllPositions(_Command):

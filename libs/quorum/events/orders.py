@@ -120,53 +120,52 @@ class CancelOrder(Payload):
     reason: str = Field(default="", max_length=200)
 
 
-class OrderAccepted(Payload):
+class _VenueAnswer(Payload):
+    """What a venue says about one of our orders."""
+
+    ROUTING = ("venue", "symbol")
+
+    venue: str
+    client_order_id: str
+    symbol: Symbol
+
+
+class _VenueEnded(_VenueAnswer):
+    """The venue ended the order; ``filled_quantity`` is what had executed by then (the OMS books those fills
+    before it takes the terminal state)."""
+
+    reason_code: str
+    filled_quantity: NonNegativeDecimal = Field(default=0, description="what had executed before the end")
+    ts: AwareDatetime
+
+
+class OrderAccepted(_VenueAnswer):
     """The venue has the order (resting, or about to match)."""
 
     FAMILY = "venue"
-    ROUTING = ("venue", "symbol")
 
-    venue: str
-    client_order_id: str
-    symbol: Symbol
     ts: AwareDatetime
 
 
-class OrderCanceled(Payload):
+class OrderCanceled(_VenueEnded):
     """The venue cancelled what was left of an order (on request, by time in force, or by its OCO partner)."""
 
     FAMILY = "venue"
-    ROUTING = ("venue", "symbol")
-
-    venue: str
-    client_order_id: str
-    symbol: Symbol
-    reason_code: str
-    filled_quantity: NonNegativeDecimal = Field(default=0, description="what had executed before the cancel")
-    ts: AwareDatetime
 
 
-class OrderExpired(Payload):
+class OrderExpired(_VenueEnded):
+    """What was left expired (an unfillable market / IOC remainder, an FOK that could not fill)."""
+
     FAMILY = "venue"
-    ROUTING = ("venue", "symbol")
 
-    venue: str
-    client_order_id: str
-    symbol: Symbol
     reason_code: str = "EXPIRED"
-    filled_quantity: NonNegativeDecimal = Field(default=0, description="what had executed before it expired")
-    ts: AwareDatetime
 
 
-class OrderRejected(Payload):
+class OrderRejected(_VenueAnswer):
     """The venue refused an order."""
 
     FAMILY = "venue"
-    ROUTING = ("venue", "symbol")
 
-    venue: str
-    client_order_id: str
-    symbol: Symbol
     reason_code: str
     detail: str = ""
 
