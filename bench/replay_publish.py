@@ -65,7 +65,7 @@ async def replay(db: str, nats_url: str, path: Path, rows: int, batch: int) -> t
 
     os.environ.update({"DATABASE_URL": db, "NATS_URL": nats_url, "QUORUM_ENVIRONMENT": "test"})
     svc = MarketDataService(MarketDataSettings(http_port=free_port(), replay_file=path, replay_speed=0.0,
-                                               replay_limit=rows, replay_batch=batch))
+                                               replay_pacing="free", replay_limit=rows, replay_batch=batch))
     nc = await connect(nats_url, name="bench")
     js = jetstream(nc)
     try:

@@ -41,12 +41,13 @@ def pure_postings(n: int) -> float:
         qty, price = D("0.01"), D("30000") + D(i % 97)
         realized = pos.realized_by(qty, qty * price) if side is Side.SELL else D(0)
         lines = fill_lines(TradingMode.PAPER, "BTC/USDT", side, qty, price, qty * price * D("0.001"), "USDT", realized)
-        prev = txn_hash(prev, str(i), "2024-01-01T00:00:00+00:00", "bench", lines)
+        prev = txn_hash(prev, str(i), "2024-01-01T00:00:00+00:00", "bench", lines, key=b"bench-chain-key-0123")
         pos = pos.apply_fill(side, qty, price, qty * price * D("0.001"))
     return n / (time.perf_counter() - t0)
 
 
 async def db_postings(db: str, n: int) -> float:
+    from pydantic import SecretStr
     from quorum.clock import LiveClock
     from quorum.db.engine import create_engine
     from quorum.domain.ledger import fill_lines
@@ -62,7 +63,8 @@ async def db_postings(db: str, n: int) -> float:
             async with engine.begin() as conn:
                 ctx = Context(conn=conn, clock=LiveClock(), service="bench")
                 lines = fill_lines(TradingMode.PAPER, "BTC/USDT", Side.BUY, D("0.01"), D("30000"), D("0.3"), "USDT")
-                await post(ctx, TradingMode.PAPER, uuid.uuid4(), T0 + timedelta(seconds=i), "bench", lines, None)
+                await post(ctx, TradingMode.PAPER, uuid.uuid4(), T0 + timedelta(seconds=i), "bench", lines, None,
+                           chain_key=SecretStr("bench-chain-key-0123"))
         return n / (time.perf_counter() - t0)
     finally:
         await engine.dispose()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DATA_DIR_ENV = "QUORUM_DATA_DIR"
@@ -18,6 +19,13 @@ def default_data_dir() -> Path:
     from quorum.devstack import REPO_ROOT
 
     return Path(os.environ.get(DATA_DIR_ENV, REPO_ROOT.parent / "shared" / "data"))
+
+
+def chain_key() -> bytes:
+    """The chain key the services write with (``QUORUM_CHAIN_KEY``); a wrong one makes every row look altered."""
+    from quorum.runtime.settings import StackSecrets
+
+    return StackSecrets().chain_key.get_secret_value().encode()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -54,7 +62,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         try:
             async with engine.begin() as conn:
                 if args.action == "verify":
-                    return await ledger_books.verify(conn, mode)
+                    return await ledger_books.verify(conn, mode, key=chain_key())
                 found = await ledger_books.differences(conn, mode)
                 if found and args.apply:
                     await ledger_books.restore(conn, mode, LiveClock().now())
@@ -89,7 +97,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             async with engine.connect() as conn:
                 rows = [{**r._mapping, "event_id": str(r.event_id)}
                         for r in (await conn.execute(select(audit_log).order_by(audit_log.c.id))).all()]
-            return len(rows), audit_chain.verify(rows)
+            return len(rows), audit_chain.verify(rows, key=chain_key())
         finally:
             await engine.dispose()
 
@@ -100,11 +108,52 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+class RoutingWatch:
+    """Says loudly, in the dev log, when order routing is (or becomes) disconnected — after an OMS restart
+    trading stops until an operator authorizes it again, and that must not go unnoticed."""
+
+    def __init__(self, gateway: str, token: str, say: Callable[[str], None], every_s: float = 5.0,
+                 repeat_s: float = 60.0) -> None:
+        self.gateway, self.token, self.say, self.every_s, self.repeat_s = gateway, token, say, every_s, repeat_s
+        self._next = 0.0
+        self._said: tuple[object, float] | None = None  # (disconnected since, when we last said it)
+
+    def poll(self) -> None:
+        import httpx
+
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        try:
+            status = httpx.get(f"{self.gateway}/status", headers={"Authorization": f"Bearer {self.token}"},
+                               timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return  # the gateway restarts or is busy: the next poll tells
+        if status.get("routing_connected", True):
+            self._said = None
+            return
+        since = status.get("routing_disconnected_since")
+        if self._said is None or self._said[0] != since or now - self._said[1] >= self.repeat_s:
+            self._said = (since, now)
+            bar = "!" * 100
+            self.say(bar)
+            self.say(f"!!! ORDER ROUTING {str(status.get('routing') or 'disconnected').upper()}")
+            self.say(f"!!! nothing trades until an operator authorizes it: POST {self.gateway}/controls/routing/"
+                     "authorize")
+            self.say(bar)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start everything natively; Ctrl-C stops every process cleanly."""
-    from quorum.devstack import Stack
+    from quorum.devstack import Stack, running_stack
 
-    state = Path(args.state_dir)
+    state = Path(args.state_dir).resolve()  # the servers change directory: a relative path would move
+    other = running_stack((state,))
+    if other is not None:
+        print(f"quorum dev: another stack (pid {other[1]['pid']}) runs on {state}; stop it or use --state-dir",
+              file=sys.stderr)
+        return 2
     if args.fresh and state.exists():
         shutil.rmtree(state)
     replay = args.replay or default_data_dir() / "ohlcv" / "binance_BTCUSDT_1h.csv"
@@ -117,8 +166,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
                         "QUORUM_MARKET_DATA_REPLAY_SPEED": str(args.speed)})
             if args.limit:
                 env["QUORUM_MARKET_DATA_REPLAY_LIMIT"] = str(args.limit)
-    stack = Stack(base_dir=state, nats_url=os.environ.get("NATS_URL"), database_url=os.environ.get("DATABASE_URL"),
-                  env=env)
+    try:
+        stack = Stack(base_dir=state, nats_url=os.environ.get("NATS_URL"),
+                      database_url=os.environ.get("DATABASE_URL"), env=env)
+    except ValueError as exc:  # e.g. a QUORUM_<SERVICE>_HTTP_PORT that is not a port
+        print(f"quorum dev: {exc}", file=sys.stderr)
+        return 2
     stopping = False
 
     def on_signal(*_: object) -> None:
@@ -130,9 +183,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         stack.start_infra()
         stack.prepare()
+        stack.say("stack", f"recorded in {stack.record()}: `quorum ledger verify` and friends use this stack")
         names = tuple(n for n in (args.only.split(",") if args.only else ())) or None
         stack.start_services(names) if names else stack.start_services()
-        stack.wait_ready(timeout=120)
+        stack.wait_ready(timeout=120, stopping=lambda: stopping)
+        if stopping:
+            return 0
         token = os.environ.get("QUORUM_GATEWAY_API_TOKEN", "dev-token-change-me")
         gw = f"http://127.0.0.1:{stack.ports['gateway']}"
         stack.say("stack", f"all services ready; gateway {gw} (token from QUORUM_GATEWAY_API_TOKEN)")
@@ -145,11 +201,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         else:
             stack.say("stack", f"routing is DISCONNECTED; authorize with: curl -X POST -H 'Authorization: Bearer "
                                f"$TOKEN' {gw}/controls/routing/authorize")
+        watch = RoutingWatch(gw, token, lambda line: stack.say("stack", line))
         while not stopping:
             for name, sp in list(stack.procs.items()):
                 if sp.proc.poll() is not None:
                     stack.say("stack", f"{name} exited with {sp.proc.returncode}; restarting")
                     stack.start_service(name)
+            watch.poll()
             time.sleep(0.5)
     finally:
         stack.say("stack", "stopping")
@@ -198,8 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def use_running_stack() -> None:
+    """Commands run beside ``quorum dev`` talk to its servers: DATABASE_URL / NATS_URL that are not set come
+    from the running native stack's record (``.quorum/stack.json``), not from the compose defaults."""
+    from quorum.devstack import STACK_URLS, running_stack
+
+    if all(os.environ.get(var) for var in STACK_URLS):
+        return
+    found = running_stack()
+    if found is None:
+        return
+    path, doc = found
+    taken = [var for var in STACK_URLS if not os.environ.get(var) and isinstance(doc.get(var), str)]
+    for var in taken:
+        os.environ[var] = str(doc[var])
+    if taken:
+        print(f"quorum: {' and '.join(taken)} of the native stack running as pid {doc['pid']} ({path})",
+              file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "dev":
+        use_running_stack()
     return int(args.func(args) or 0)
 
 

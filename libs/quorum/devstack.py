@@ -7,6 +7,8 @@ Used by ``quorum dev`` and by the end-to-end tests, so both exercise the same st
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +24,60 @@ from quorum.infra.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 SERVICES = ("market_data", "features", "inference", "council", "risk", "oms", "matching", "ledger", "gateway")
 DEFAULT_PORTS = {"gateway": 8000, **{name: 8101 + i for i, name in enumerate(SERVICES[:-1])}}
+
+
+def ports_from_env(environ: Mapping[str, str]) -> dict[str, int]:
+    """Each service's HTTP port: ``QUORUM_<SERVICE>_HTTP_PORT`` where set (two stacks side by side), else the
+    documented default."""
+    ports = dict(DEFAULT_PORTS)
+    for name in SERVICES:
+        var = f"QUORUM_{name.upper()}_HTTP_PORT"
+        if environ.get(var):
+            try:
+                ports[name] = int(environ[var])
+            except ValueError:
+                raise ValueError(f"{var} must be a port number, got {environ[var]!r}") from None
+            if not 0 < ports[name] < 65536:
+                raise ValueError(f"{var} must be a port number between 1 and 65535, got {ports[name]}")
+    return ports
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = ".quorum"
+STACK_FILE = "stack.json"
+STACK_URLS = ("DATABASE_URL", "NATS_URL")
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time (Linux), so a record is not revived by another process reusing its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, started: object = None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return started is None or _started(pid) in (None, started)
+
+
+def running_stack(state_dirs: tuple[Path, ...] | None = None) -> tuple[Path, dict[str, object]] | None:
+    """The native stack a ``quorum dev`` recorded in a state folder (the working directory's ``.quorum``, then
+    the repository's), if its process is still alive; a record left by a dead process is ignored."""
+    dirs = state_dirs or (Path.cwd() / STATE_DIR, REPO_ROOT / STATE_DIR)
+    for d in dict.fromkeys(p.resolve() for p in dirs):
+        path = d / STACK_FILE
+        try:
+            doc = json.loads(path.read_text())
+            pid = int(doc["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _pid_alive(pid, doc.get("started")):
+            return path, doc
+    return None
 
 
 def alembic_ini() -> Path:
@@ -68,7 +123,7 @@ class Stack:
     base_dir: Path
     nats_url: str | None = None
     database_url: str | None = None
-    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    ports: Mapping[str, int] = field(default_factory=lambda: ports_from_env(os.environ))
     env: Mapping[str, str] = field(default_factory=dict)
     durable: bool = True
     log: TextIO = sys.stdout
@@ -81,6 +136,23 @@ class Stack:
     @classmethod
     def with_free_ports(cls, base_dir: Path, **kw: object) -> Stack:
         return cls(base_dir=base_dir, ports={name: free_port() for name in SERVICES}, **kw)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        self.base_dir = Path(self.base_dir).resolve()  # servers and services may run in other directories
+
+    @property
+    def record_file(self) -> Path:
+        return self.base_dir / STACK_FILE
+
+    def record(self) -> Path:
+        """Say where this stack runs, so the CLI (``quorum ledger verify`` ...) finds it without URLs."""
+        assert self.database_url and self.nats_url
+        doc = {"pid": os.getpid(), "started": _started(os.getpid()), "DATABASE_URL": self.database_url,
+               "NATS_URL": self.nats_url, "ports": dict(self.ports)}
+        tmp = self.record_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(self.record_file)
+        return self.record_file
 
     def start_infra(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +175,9 @@ class Stack:
     def service_env(self, name: str) -> dict[str, str]:
         assert self.database_url and self.nats_url
         prefix = f"QUORUM_{name.upper()}_"
-        return {**os.environ, "NATS_URL": self.nats_url, "DATABASE_URL": self.database_url,
+        from quorum.db.engine import app_database_url  # services connect as the app login role, not the owner
+
+        return {**os.environ, "NATS_URL": self.nats_url, "DATABASE_URL": app_database_url(self.database_url),
                 f"{prefix}HTTP_PORT": str(self.ports[name]), f"{prefix}HTTP_HOST": "127.0.0.1",
                 "PYTHONUNBUFFERED": "1", **self.env}
 
@@ -122,12 +196,14 @@ class Stack:
         for name in names:
             self.start_service(name)
 
-    def wait_ready(self, timeout: float = 60.0, names: tuple[str, ...] | None = None) -> None:
+    def wait_ready(self, timeout: float = 60.0, names: tuple[str, ...] | None = None,
+                   stopping: Callable[[], bool] = lambda: False) -> None:
+        """Until every service answers ``/readyz`` (or ``stopping()`` says Ctrl-C came first)."""
         import httpx
 
         deadline = time.monotonic() + timeout
         pending = set(names or self.procs)
-        while pending:
+        while pending and not stopping():
             for name in sorted(pending):
                 sp = self.procs[name]
                 if sp.proc.poll() is not None:
@@ -164,6 +240,10 @@ class Stack:
             self.postgres.stop()
         if self.nats:
             self.nats.stop()
+        mine = running_stack((self.base_dir,))
+        if mine is not None and mine[1]["pid"] == os.getpid():
+            with contextlib.suppress(OSError):
+                self.record_file.unlink()
 
     # --- logs -----------------------------------------------------------------------------------------
     def say(self, who: str, line: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 WEAK_PINS = frozenset({"000000", "111111", "123456", "654321", "123123", "112233", "121212", "password"})
+PLACEHOLDER_PINS = frozenset({"pin", "mypin", "yourpin", "masterpin", "changeme", "placeholder", "xxxxxx", "secret"})
 
 
 class PinRefused(ValueError):
@@ -42,7 +43,16 @@ class PinRecord:
         return self._derive(pin, b":encrypt")
 
 
+def _placeholder(pin: str) -> bool:
+    """Text copied from an example (``<your PIN>``) rather than a PIN someone chose."""
+    plain = "".join(c for c in pin.lower() if c.isalnum())
+    return "<" in pin or ">" in pin or plain in PLACEHOLDER_PINS or plain.startswith(("your", "enter"))
+
+
 def validate_pin(pin: str) -> None:
+    if _placeholder(pin):
+        raise PinRefused("the master PIN looks like a placeholder copied from an example (angle brackets, 'your PIN'): "
+                         "choose your own PIN, at least 6 characters, at least 3 different")
     if len(pin) < 6 or pin in WEAK_PINS or len(set(pin)) < 3:
         raise PinRefused("the master PIN needs at least 6 characters, at least 3 different, and not a common one")
 

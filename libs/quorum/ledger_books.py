@@ -4,10 +4,12 @@ from it alone, and compare the rebuild with the stored projections (``quorum led
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,21 +18,32 @@ from quorum.domain.ledger import Books, JournalEntry, Line, replay, verify_chain
 from quorum.types import TradingMode
 
 
-async def load_journal(conn: AsyncConnection, mode: TradingMode) -> list[JournalEntry]:
-    txns = (await conn.execute(select(ledger_transactions).where(ledger_transactions.c.mode == mode.value)
-                               .order_by(ledger_transactions.c.seq))).all()
-    lines: dict[object, list[Line]] = defaultdict(list)
-    entries = await conn.stream(select(ledger_entries).join(
+def journal_statements(mode: TradingMode) -> tuple[Select[Any], Select[Any]]:
+    """The mode's transactions in chain order and their lines in posting order (sync and async readers)."""
+    txns = select(ledger_transactions).where(ledger_transactions.c.mode == mode.value).order_by(
+        ledger_transactions.c.seq)
+    entries = select(ledger_entries).join(
         ledger_transactions, ledger_transactions.c.txn_id == ledger_entries.c.txn_id).where(
-        ledger_transactions.c.mode == mode.value).order_by(ledger_entries.c.id))
-    async for e in entries:
+        ledger_transactions.c.mode == mode.value).order_by(ledger_entries.c.id)
+    return txns, entries
+
+
+def assemble(txns: Iterable[Any], entries: Iterable[Any]) -> list[JournalEntry]:
+    lines: dict[object, list[Line]] = defaultdict(list)
+    for e in entries:
         lines[e.txn_id].append(Line(e.account, e.currency, e.amount))
     return [JournalEntry(t.seq, str(t.txn_id), t.ts.isoformat(), t.description, tuple(lines[t.txn_id]),
                          t.prev_hash, t.hash) for t in txns]
 
 
-async def verify(conn: AsyncConnection, mode: TradingMode) -> list[str]:
-    return verify_chain(await load_journal(conn, mode))
+async def load_journal(conn: AsyncConnection, mode: TradingMode) -> list[JournalEntry]:
+    txn_stmt, entry_stmt = journal_statements(mode)
+    return assemble((await conn.execute(txn_stmt)).all(), (await conn.execute(entry_stmt)).all())
+
+
+async def verify(conn: AsyncConnection, mode: TradingMode, *, key: bytes) -> list[str]:
+    """Re-walk ``mode``'s chain under the chain key (``QUORUM_CHAIN_KEY``)."""
+    return verify_chain(await load_journal(conn, mode), key=key)
 
 
 async def rebuild(conn: AsyncConnection, mode: TradingMode) -> Books:

@@ -22,3 +22,7 @@ REDELIVERIES = Counter("quorum_redeliveries_total", "Messages seen more than onc
 DLQ = Counter("quorum_dlq_total", "Messages sent to the dead-letter stream", ["service", "consumer"])
 OUTBOX_PENDING = Gauge("quorum_outbox_pending", "Outbox rows not yet published", ["service"])
 SERVICE_STATE = Gauge("quorum_service_state", "1 for the lifecycle state the service is in", ["service", "state"])
+ROUTING_CONNECTED = Gauge("quorum_routing_connected", "1 while the OMS routes orders, 0 while routing is disconnected",
+                          ["mode"])
+ORDERS_REFUSED = Counter("quorum_orders_refused_total", "Orders the OMS refused without sending them to a venue",
+                         ["mode", "reason"])

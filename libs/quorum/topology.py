@@ -1,4 +1,5 @@
-"""Streams, durable consumers and KV buckets, declared once.
+"""Streams, durable consumers and KV buckets, declared once; and, with a reason, every event type that is
+stored in a stream but that no durable consumer reads (a test keeps that list complete and true).
 
 Provisioned by ``quorum provision`` (a Makefile target and a compose one-off job), like migrations.
 Services only *bind* to what is declared here; a missing consumer keeps a service un-ready, it never
@@ -71,6 +72,7 @@ class ConsumerSpec:
     ack_wait_s: float = 30.0
     max_ack_pending: int = 1000
     description: str = ""
+    idle_poll_s: float = 2.0  # how long an idle pull waits; a pull made while the consumer is paused never returns
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,31 @@ class KvSpec:
     description: str = ""
 
 
+def subjects_overlap(a: str, b: str) -> bool:
+    """True when some concrete subject matches both NATS filters (``*`` one token, ``>`` the rest)."""
+    x, y = a.split("."), b.split(".")
+    for i in range(max(len(x), len(y))):
+        p, q = (x[i] if i < len(x) else None), (y[i] if i < len(y) else None)
+        if p is None or q is None:
+            return False
+        if ">" in (p, q):
+            return True
+        if "*" not in (p, q) and p != q:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Topology:
     streams: tuple[StreamSpec, ...]
     consumers: tuple[ConsumerSpec, ...]
     kv: tuple[KvSpec, ...] = field(default_factory=tuple)
+    # event type -> why no durable consumer reads it (the stream keeps it for live readers, audit and replay)
+    consumed_by_none_reason: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def readers(self, subject_filter: str) -> tuple[ConsumerSpec, ...]:
+        """The durable consumers that receive at least some messages on ``subject_filter``."""
+        return tuple(c for c in self.consumers if any(subjects_overlap(f, subject_filter) for f in c.filters))
 
     def consumer(self, durable: str) -> ConsumerSpec:
         for c in self.consumers:
@@ -121,7 +143,8 @@ STREAMS = (
 
 CONSUMERS = (
     ConsumerSpec("market-data-control", "CONTROL", (_all(StartBackfill),), "market_data"),
-    ConsumerSpec("features-candles", "MD", (_all(CandleClosed),), "features"),
+    # A settled replay pauses this one for each candle's market side: a short idle pull resumes it at once.
+    ConsumerSpec("features-candles", "MD", (_all(CandleClosed),), "features", idle_poll_s=0.05),
     ConsumerSpec("inference-features", "FEATURES", (_all(FeaturesComputed),), "inference"),
     ConsumerSpec("inference-control", "CONTROL", (_all(SelectModel), _all(StartTraining)), "inference"),
     ConsumerSpec("council-predictions", "PREDICTIONS", (_all(PredictionMade),), "council"),
@@ -149,4 +172,28 @@ CONSUMERS = (
 
 KV_BUCKETS = (KvSpec("service_health", ttl_s=60.0, description="heartbeats: service -> state"),)
 
-TOPOLOGY = Topology(streams=STREAMS, consumers=CONSUMERS, kv=KV_BUCKETS)
+_CONFIRMATION = ("the owning service's confirmation of a command: its own table holds the state; the gateway "
+                 "awaits it live (plain subscription on the control family) and the SSE stream shows it")
+_ALERT = "an alert for operators: shown live on the SSE stream (alerts topic); nothing trades on it"
+_RECORD = "published for outside readers only: the row written in the same transaction is the record"
+UNCONSUMED = (
+    *((name, _CONFIRMATION) for name in (
+        "BackfillStarted", "CouncilModeChanged", "EmergencyHaltCleared", "KillSwitchReleased", "ModelSelected",
+        "OperatingModeChanged", "OrdersCancelRequested", "PositionsCloseRequested", "ProposalApproved",
+        "ProposalRejected", "RoutingAuthorized", "ShutdownAcknowledged", "TradingHalted", "TradingResumed")),
+    *((name, _ALERT) for name in (
+        "ControlRefused", "DataSourceSwitched", "DrawdownHaltTriggered", "KillSwitchEngaged", "RiskLedgerDiverged",
+        "RoutingDisconnected", "StrategyDisabled")),
+    ("ActionAudited", _RECORD + " (audit_log, hash-chained)"),
+    ("TransactionPosted", _RECORD + " (the ledger journal, hash-chained)"),
+    ("EquityMarked", _RECORD + " (equity); the SSE equity topic shows it live"),
+    ("OrderIntentRefused", _RECORD + " (risk_checks); read back through the gateway's decisions"),
+    ("TradeProposed", _RECORD + " (the OMS's proposals); operators list and approve them through the gateway"),
+    ("ProposalExpired", _RECORD + " (the OMS's proposals, marked expired); audited as a SYSTEM action"),
+    ("ShutdownService", "delivered live only (each service's plain subscription), so a restarted service never "
+                        "replays an old shutdown; stored for the record"),
+    ("CandleCorrected", "market_data stores the revised candle; downstream services do not recompute features, "
+                        "decisions or marks from a revision (what was decided stands); kept for audit and replay"),
+)
+
+TOPOLOGY = Topology(streams=STREAMS, consumers=CONSUMERS, kv=KV_BUCKETS, consumed_by_none_reason=UNCONSUMED)

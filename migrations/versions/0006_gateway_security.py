@@ -73,7 +73,8 @@ def upgrade() -> None:
 
 
 def _chain_existing_rows() -> None:
-    from quorum.audit_chain import GENESIS, row_hash
+    from quorum.audit_chain import GENESIS
+    from quorum.audit_chain import legacy_row_hash as row_hash  # 0008 re-keys
 
     bind = op.get_bind()
     rows = bind.execute(sa.text("SELECT id, event_id, ts, actor, action, mode, risk_profile, status, details "

@@ -2,8 +2,9 @@
 history, predictions, per-symbol controls, the active risk profile, the campaign, disabled strategies), asks
 the pure council for an outcome, and records it voter by voter in one transaction with the decision event.
 
-Fills of the council's own orders fold into the campaign; when a campaign closes, every conviction cast
-about it is scored (karma). State lives only in the database, so a restart changes nothing.
+Every fill of a symbol folds into its campaign (the council's own orders, protective legs, liquidations);
+when a campaign closes, every conviction cast about it is scored (karma). State lives only in the database,
+so a restart changes nothing.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class CouncilService(Service):
     # --- handlers ---------------------------------------------------------------------------------------
     async def on_prediction(self, ctx: Context) -> None:
         p: PredictionMade = ctx.message.payload
+        if (await ctx.conn.execute(select(decisions.c.decision_id).where(
+                decisions.c.exchange == p.exchange, decisions.c.symbol == p.symbol,
+                decisions.c.timeframe == p.timeframe, decisions.c.ts == p.ts))).first() is not None:
+            return  # one decision per candle: this candle was decided (and announced) already
         disabled = frozenset((await ctx.conn.execute(select(strategy_failures.c.strategy).where(
             strategy_failures.c.exchange == p.exchange, strategy_failures.c.symbol == p.symbol))).scalars())
         campaign = await self._campaign(ctx, p.exchange, p.symbol)
@@ -204,15 +209,15 @@ class CouncilService(Service):
         f: OrderFilled = ctx.message.payload
         origin = (await ctx.conn.execute(select(decisions.c.decision_id, decisions.c.intent).where(
             decisions.c.client_order_id == f.client_order_id))).first()
-        if origin is None:
-            return  # not a council order (e.g. a manual or protective one): not part of a campaign
+        # Every change of the symbol's position is the campaign's, whoever placed the order: a protective stop,
+        # a take-profit leg, a liquidation, close-all or panic moves it exactly like the council's own orders.
         campaign = await self._campaign(ctx, f.exchange, f.symbol)
         base, _ = split_symbol(f.symbol)
-        intent = Intent(origin.intent)
+        intent = Intent(origin.intent) if origin is not None else Intent.NONE
         counted = intent if f.is_final or intent is not Intent.TAKE_PROFIT else Intent.NONE
         after, closed = apply_fill(campaign, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee,
                                    fee_in_base=f.fee_currency == base, intent=counted,
-                                   decision_id=str(origin.decision_id))
+                                   decision_id=str(origin.decision_id) if origin is not None else f.client_order_id)
         await self._save_campaign(ctx, f.exchange, f.symbol, after)
         if closed is not None and closed.position_id is not None:
             await ctx.conn.execute(update(karma_votes).where(karma_votes.c.position_id == closed.position_id)

@@ -44,6 +44,12 @@ class FeaturesService(Service):
     def handlers(self) -> dict[str, Handler]:
         return {"features-candles": self.on_candle}
 
+    async def _stored(self, ctx: Context, candle: CandleClosed) -> bool:
+        return (await ctx.conn.execute(select(features.c.ts).where(
+            features.c.exchange == candle.exchange, features.c.symbol == candle.symbol,
+            features.c.timeframe == candle.timeframe, features.c.feature_set == self.spec.version,
+            features.c.ts == candle.ts))).first() is not None
+
     async def _rebuild(self, ctx: Context, key: SeriesKey, before: datetime) -> FeatureEngine:
         state = FeatureEngine(self.spec)
         rows = await ctx.conn.stream(
@@ -59,6 +65,8 @@ class FeaturesService(Service):
     async def on_candle(self, ctx: Context) -> None:
         candle: CandleClosed = ctx.message.payload
         key = (candle.exchange, candle.symbol, candle.timeframe)
+        if await self._stored(ctx, candle):
+            return  # the same candle under another event id: its features were computed and announced once
         known = self._state.get(key)
         if known is not None and known[0] < candle.ts:
             state = copy.deepcopy(known[1])  # mutate a copy; adopt it only once the transaction commits

@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from .auth import new_token, token_hash, token_id
+from .http import CONTROL_RESPONSES, Refused, invalid
 from .schemas import (
     AuditVerification,
     ControlResult,
@@ -52,7 +53,7 @@ PIN_SCOPE = "master"
 def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the admin surface
     r = gw.roles
     Reader, Admin, Actor, Conn = r["reader"], r["admin"], r["actor"], r["conn"]
-    refused = {409: {"model": ControlResult}, 504: {"model": ControlResult}}
+    refused = CONTROL_RESPONSES
 
     # --- tokens -----------------------------------------------------------------------------------------------
     @app.post("/admin/tokens", response_model=TokenCreated, status_code=201, tags=["admin"])
@@ -104,7 +105,7 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         try:
             new = keyvault.new_pin_record(body.pin, n=gw.settings.pin_scrypt_n)
         except keyvault.PinRefused as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise invalid("pin", str(exc)) from None
 
         async def store(ctx: Context) -> bool:
             old = await pin_record(ctx.conn)
@@ -131,7 +132,8 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
 
     @app.post("/admin/exchange-keys", response_model=ExchangeKeyOut, status_code=201, tags=["admin"],
               responses={202: {"description": "confirm with the token"}, 403: {"description": "wrong PIN"},
-                         409: {"description": "the key may withdraw"}, 502: {"description": "exchange unreachable"}})
+                         409: {"model": ControlResult, "description": "the key may withdraw, or no master PIN"},
+                         502: {"description": "exchange unreachable"}})
     async def register_key(who: Admin, conn: Conn, body: ExchangeKeyRequest) -> Any:
         """Register a live exchange key (two-step; needs the master PIN). The key is checked with the exchange:
         one that may withdraw is refused; where the exchange does not say, the key is stored with a warning.
@@ -147,8 +149,8 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         assert record is not None and body.pin is not None
         can_withdraw = await gw.key_can_withdraw(body.exchange, body.api_key, body.secret)
         if can_withdraw:
-            raise HTTPException(status.HTTP_409_CONFLICT, "this key has withdrawal permission: create a trade-only "
-                                                          "key (no withdrawals) and register that one")
+            raise Refused("exchange_key_register", "this key has withdrawal permission: create a trade-only key (no "
+                                                   "withdrawals) and register that one")
         key_id = uuid.uuid4()
         nonce, ct = keyvault.seal(record.key(body.pin), str(key_id),
                                   keyvault.Credentials(body.api_key, body.secret))
@@ -180,10 +182,10 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         None to go ahead; the PIN record). Phrase and PIN are checked before the token is spent."""
         record = await pin_record(conn)
         if record is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "set the master PIN first (POST /admin/master-pin)")
+            raise Refused(action, "set the master PIN first (POST /admin/master-pin)")
         if body.confirmation_token is not None:
             if body.confirmation_phrase != phrase:
-                raise HTTPException(422, f"type the confirmation phrase exactly: {phrase}")
+                raise invalid("confirmation_phrase", f"type the confirmation phrase exactly: {phrase}")
             if body.pin is None or not record.check(body.pin):
                 async def refuse(ctx: Context) -> None:
                     await gw._audit(ctx, actor, action, "REFUSED", {"why": "wrong master PIN"}, uuid.uuid4())
@@ -217,7 +219,7 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
     async def verify_audit(_: Reader, conn: Conn) -> AuditVerification:
         """Re-walk the audit trail's hash chain: any edited, removed or reordered row is reported."""
         rows = [x async for x in audit_rows(conn)]
-        problems = audit_chain.verify(rows)
+        problems = audit_chain.verify(rows, key=gw.settings.chain_key.get_secret_value().encode())
         return AuditVerification(ok=not problems, rows=len(rows), problems=problems)
 
     @app.get("/audit/export", tags=["read"], response_class=StreamingResponse,
@@ -252,8 +254,8 @@ def register(app: FastAPI, gw: Any) -> None:  # noqa: C901 - one place lists the
         must also type the confirmation phrase."""
         body = body or PanicRequest()
         if body.confirmation_token is not None and body.confirmation_phrase != PANIC_PHRASE:
-            raise HTTPException(422,  # checked first: a typo does not burn the token
-                                f"type the confirmation phrase exactly: {PANIC_PHRASE}")
+            raise invalid("confirmation_phrase",  # checked first: a typo does not burn the token
+                          f"type the confirmation phrase exactly: {PANIC_PHRASE}")
         first = await gw.confirm_step(actor, "panic", body.confirmation_token, {},
                                       f"PANIC sells every position at market and halts trading. To confirm, send "
                                       f"the token with confirmation_phrase = \"{PANIC_PHRASE}\".")

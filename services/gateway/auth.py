@@ -1,5 +1,6 @@
 """Who is calling, and may they: bearer tokens stored as SHA-256 hashes with a role, compared in constant
-time; a token bucket per token; roles ordered viewer < operator < admin.
+time; a token bucket per token, and one per client address for failed authentications (checked before any
+database lookup, so guessing tokens costs the database nothing); roles ordered viewer < operator < admin.
 
 The bootstrap token (``QUORUM_GATEWAY_API_TOKEN``) is an admin that never touches the database, so a fresh
 system can be operated and can mint the real tokens (``POST /admin/tokens``)."""
@@ -72,13 +73,29 @@ class RateLimiter:
     burst: float
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 when allowed; otherwise the seconds to wait before retrying."""
+    def _level(self, key: str, now: float | None) -> tuple[float, float]:
         now = time.monotonic() if now is None else now
         tokens, last = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return min(self.burst, tokens + (now - last) * self.rate), now
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 when allowed; otherwise the seconds to wait before retrying."""
+        tokens, now = self._level(key, now)
         if tokens < 1:
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
         self._buckets[key] = (tokens - 1, now)
         return 0.0
+
+    def blocked(self, key: str, now: float | None = None) -> float:
+        """Like ``take`` without spending: 0 when a request may go ahead, else the seconds to wait."""
+        tokens, _ = self._level(key, now)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def forget_idle(self, now: float | None = None, keep: int = 10_000) -> None:
+        """Drop buckets that have refilled, once there are many (clients come and go)."""
+        if len(self._buckets) <= keep:
+            return
+        now = time.monotonic() if now is None else now
+        self._buckets = {k: (t, last) for k, (t, last) in self._buckets.items()
+                         if t + (now - last) * self.rate < self.burst}

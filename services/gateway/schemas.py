@@ -5,12 +5,27 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from quorum.types import CouncilMode, OperatingMode, RiskProfile
 
 T = TypeVar("T")
+NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    """Timestamps are ISO 8601 text: ``0`` or ``0.5`` is refused, not read as seconds since 1970."""
+    if (isinstance(value, int | float | Decimal) and not isinstance(value, bool)) or (
+            isinstance(value, str) and NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time such as 2024-01-01T00:00:00Z, not a number")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_not_a_number)]
+IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$", description="BASE/QUOTE")]
+Timeframe = Annotated[str, Field(pattern=r"^[0-9]+[mhdw]$", description="1m, 5m, 1h, 1d, ...")]
 
 
 class _Out(BaseModel):
@@ -31,6 +46,10 @@ class Status(_Out):
     emergency_halt: bool = False
     halt_reason: str | None
     routing_connected: bool
+    routing: str = Field(default="", description="for people: 'connected', or 'disconnected since <time>, N intents "
+                                                 "refused' (an OMS restart disconnects it)")
+    routing_disconnected_since: datetime | None = Field(default=None, description="when routing was last disconnected")
+    intents_refused: int = Field(default=0, description="orders refused ROUTING_DISCONNECTED since the disconnect")
     operating_mode: str | None = None
     kill_switch_global: bool = False
     killed_symbols: list[str] = Field(default_factory=list)
@@ -128,26 +147,10 @@ class ControlResult(BaseModel):
 
 class BackfillRequest(ControlRequest):
     exchange: str = Field(default="binance", pattern=r"^[a-z0-9_]+$", examples=["binance"])
-    symbols: tuple[str, ...] = Field(min_length=1, max_length=100, examples=[["BTC/USDT", "ETH/USDT"]])
-    timeframes: tuple[str, ...] = Field(default=("1h",), min_length=1, max_length=8, examples=[["1h", "1d"]])
-    since: AwareDatetime = Field(examples=["2023-01-01T00:00:00Z"])
-    until: AwareDatetime | None = None
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [s for s in v if not re.fullmatch(r"[A-Z0-9]+/[A-Z0-9]+", s)]
-        if bad:
-            raise ValueError(f"symbols must look like BASE/QUOTE: {bad}")
-        return v
-
-    @field_validator("timeframes")
-    @classmethod
-    def _timeframes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [t for t in v if not re.fullmatch(r"[0-9]+[mhdw]", t)]
-        if bad:
-            raise ValueError(f"timeframes must look like 1m, 5m, 1h, 1d: {bad}")
-        return v
+    symbols: tuple[Symbol, ...] = Field(min_length=1, max_length=100, examples=[["BTC/USDT", "ETH/USDT"]])
+    timeframes: tuple[Timeframe, ...] = Field(default=("1h",), min_length=1, max_length=8, examples=[["1h", "1d"]])
+    since: IsoAwareDatetime = Field(examples=["2023-01-01T00:00:00Z"])
+    until: IsoAwareDatetime | None = None
 
     @model_validator(mode="after")
     def _window(self) -> BackfillRequest:
@@ -164,7 +167,8 @@ class CouncilModeRequest(ControlRequest):
     threshold: float | None = Field(default=None, gt=0.0, le=1.0, examples=[0.45],
                                     description="consensus threshold (Council mode); omit to keep the current one")
     solo_strategy: str | None = Field(default=None, max_length=64, examples=["rsi"])
-    reenable_strategies: bool = Field(default=False, description="let strategies disabled after errors vote again")
+    reenable_strategies: StrictBool = Field(default=False,
+                                            description="let strategies disabled after errors vote again")
 
 
 class CouncilControlOut(_Out):

@@ -6,7 +6,7 @@ No ``from __future__ import annotations`` here: FastAPI must see the dependency 
 ``extend_app`` as real objects, not strings."""
 
 import asyncio
-import json
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from nats.js.errors import NoKeysError, NotFoundError
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from quorum.council.karma import Observation, Score, scorecard
@@ -77,6 +77,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import admin, confirm, stream
 from .auth import Principal, RateLimiter, Role, authenticate
+from .health import HealthCache
+from .http import CONTROL_RESPONSES, Refused, install
 from .schemas import (
     AuditOut,
     BackfillRequest,
@@ -94,6 +96,7 @@ from .schemas import (
     EquityPoint,
     ErrorOut,
     FillOut,
+    IsoDatetime,
     KarmaOut,
     KarmaScorecard,
     KillSwitchOut,
@@ -128,6 +131,10 @@ class GatewaySettings(ServiceSettings):
     health_stale_s: float = Field(default=20.0, gt=0)
     rate_limit_per_s: float = Field(default=20.0, gt=0, description="sustained requests per second per token")
     rate_limit_burst: float = Field(default=60.0, ge=1, description="requests a token may send at once")
+    auth_failures_per_s: float = Field(default=0.2, gt=0, description="failed authentications per second a "
+                                                                      "client address may make, sustained")
+    auth_failure_burst: float = Field(default=10.0, ge=1, description="failed authentications a client may make "
+                                                                      "at once before it gets 429")
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed browser origins; none: CORS off")
     pin_scrypt_n: int = Field(default=2**15, ge=2**10, description="scrypt cost for the master PIN")
     exchange_base_urls: dict[str, str] = Field(default_factory=dict,
@@ -145,11 +152,16 @@ class GatewayService(Service):
         self._waiters: dict[uuid.UUID, asyncio.Future[Any]] = {}
         settings: Any = args[0] if args else kwargs["settings"]
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.auth_failures = RateLimiter(settings.auth_failures_per_s, settings.auth_failure_burst)
+        self.health = HealthCache()
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     async def on_start(self) -> None:
         assert self.nc is not None
         await self.nc.subscribe(family_wildcard("control"), cb=self._on_control_event)
+        self._spawn(self.health.run(self.js, self.stopping))
+        with contextlib.suppress(TimeoutError):  # a first /status should already see every service
+            await asyncio.wait_for(self.health.ready.wait(), timeout=5)
 
     async def _on_control_event(self, msg: Any) -> None:
         """Confirmations travel on JetStream subjects; a plain subscription sees them as they are stored."""
@@ -164,32 +176,51 @@ class GatewayService(Service):
     # --- the API --------------------------------------------------------------------------------------
     def extend_app(self, app: FastAPI) -> None:  # noqa: C901 - the route table reads best in one place
         app.title = "Quorum gateway"
-        app.docs_url = "/docs"
+        install(app)  # JSON however labelled, NUL refused, 409 refusals and 405 Allow as documented
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            """Swagger UI, added as a route: the base app is built with docs off, and a ``docs_url`` set after
+            that adds nothing."""
+            return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="Quorum gateway API")
+
         app.router.responses = {  # every route may answer these; documented once, for every operation
-            400: {"model": ErrorOut, "description": "malformed request body"},
+            400: {"model": ErrorOut, "description": "malformed request: a NUL character, or an unreadable body"},
             401: {"model": ErrorOut, "description": "missing or invalid bearer token"},
             403: {"model": ErrorOut, "description": "the token's role may not do this"},
             429: {"model": ErrorOut, "description": "rate limit exceeded (see Retry-After)"},
+            503: {"model": ErrorOut, "description": "the gateway is starting"},
         }
         bearer = HTTPBearer(auto_error=False, description="API token")
         bootstrap = self.settings.api_token.get_secret_value()
 
+        def too_many(detail: str, wait: float) -> HTTPException:
+            return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail,
+                                 headers={"Retry-After": f"{max(1, round(wait))}"})
+
         def require(role: Role) -> Any:
-            async def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+            async def check(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None,
+                                                                Depends(bearer)]) -> Principal:
                 who = None
                 if creds is not None:
+                    client = request.client.host if request.client else "unknown"
+                    wait = self.auth_failures.blocked(client)
+                    if wait:  # before any lookup: guessing tokens must not cost the database a query each
+                        raise too_many("too many failed authentications from this client", wait)
                     if self.engine is None:
                         who = await authenticate(None, creds.credentials, bootstrap)
                     else:
                         async with self.engine.connect() as conn:
                             who = await authenticate(conn, creds.credentials, bootstrap)
+                    if who is None:
+                        self.auth_failures.take(client)
+                        self.auth_failures.forget_idle()
                 if who is None:
                     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
                                         headers={"WWW-Authenticate": "Bearer"})
                 wait = self.limiter.take(who.token_id)
                 if wait:
-                    raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded for this token",
-                                        headers={"Retry-After": f"{max(1, round(wait))}"})
+                    raise too_many("rate limit exceeded for this token", wait)
                 if not who.role.allows(role):
                     raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {who.role} role may not do this "
                                                                    f"({role} needed)")
@@ -229,12 +260,15 @@ class GatewayService(Service):
                 risk_kill_switch.c.engaged, risk_kill_switch.c.scope != "*"))).scalars().all()
             modes = {r.symbol: r.mode for r in (await conn.execute(select(council_controls))).all()}
             model = (await conn.execute(select(model_selection))).first()
-            services = await self._health()
+            services = self._health()
             md = services.get("market_data")
+            connected = bool(oms and oms.routing_connected)
+            since, refused = (None, 0) if connected else await _disconnected(conn, mode)
             return Status(trading_mode=mode, risk_profile=await self._risk_profile(conn),
                           halted=bool(halt and halt.halted), emergency_halt=bool(halt and halt.emergency),
                           halt_reason=halt.reason if halt and halt.halted else None,
-                          routing_connected=bool(oms and oms.routing_connected),
+                          routing_connected=connected, routing_disconnected_since=since, intents_refused=refused,
+                          routing="connected" if connected else _routing_line(since, refused),
                           operating_mode=oms.operating_mode if oms else None, kill_switch_global=bool(kill),
                           killed_symbols=sorted(killed), council_modes=modes,
                           data_source=md.details if md else None,
@@ -260,7 +294,8 @@ class GatewayService(Service):
                 fees_paid=sum((r.fees_paid for r in rows), Decimal(0)), positions=sum(r.quantity != 0 for r in rows))
 
         @app.get("/equity", response_model=Page[EquityPoint], tags=["read"])
-        async def get_equity(_: Reader, conn: Conn, since: datetime | None = None, until: datetime | None = None,
+        async def get_equity(_: Reader, conn: Conn, since: IsoDatetime | None = None,
+                             until: IsoDatetime | None = None,
                              limit: Limit = 500, offset: Offset = 0) -> Page[EquityPoint]:
             """Equity marked to market with its running peak and drawdown, oldest first."""
             q = select(equity).where(equity.c.mode == mode).order_by(equity.c.ts)
@@ -327,7 +362,7 @@ class GatewayService(Service):
 
         @app.get("/decisions", response_model=Page[DecisionOut], tags=["read"])
         async def get_decisions(_: Reader, conn: Conn, symbol: str | None = None, action: Action | None = None,
-                                since: datetime | None = None, until: datetime | None = None,
+                                since: IsoDatetime | None = None, until: IsoDatetime | None = None,
                                 limit: Limit = 100, offset: Offset = 0) -> Page[DecisionOut]:
             """Council decisions, newest first, each with every voter's signal."""
             q = select(decisions).order_by(decisions.c.ts.desc(), decisions.c.decision_id)
@@ -377,22 +412,21 @@ class GatewayService(Service):
                 return await self.control(command, action, actor, body.reason if body else "")
 
             route.__name__ = f"control_{action}"
-            app.post(path, response_model=ControlResult, tags=["controls"],
-                     responses={504: {"model": ControlResult, "description": "no confirmation in time"}})(route)
+            app.post(path, response_model=ControlResult, tags=["controls"], responses=CONTROL_RESPONSES)(route)
 
         control_route("/controls/halt", HaltTrading, "halt")
         control_route("/controls/resume", ResumeTrading, "resume")
         control_route("/controls/routing/disconnect", DisconnectRouting, "routing_disconnect")
 
         @app.post("/controls/council/mode", response_model=ControlResult, tags=["controls"],
-                  responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})
+                  responses=CONTROL_RESPONSES)
         async def control_council_mode(actor: Actor, body: CouncilModeRequest) -> Any:
             """Council / Solo / Off and the consensus threshold, for one symbol or as the default."""
             return await self.control(SetCouncilMode, "council_mode", actor, body.reason,
                                       **body.model_dump(exclude={"reason"}))
 
         confirmable = {202: {"model": ConfirmationRequired, "description": "dangerous: confirm with the token"},
-                       409: {"model": ControlResult}, 504: {"model": ControlResult}}
+                       **CONTROL_RESPONSES}
 
         @app.post("/controls/risk-profile", response_model=ControlResult, tags=["controls"], responses=confirmable)
         async def control_risk_profile(actor: Actor, conn: Conn, body: RiskProfileChangeRequest) -> Any:
@@ -434,7 +468,7 @@ class GatewayService(Service):
 
             route.__name__, route.__doc__ = f"control_{action}", doc
             app.post(path, response_model=ControlResult, tags=["controls"],
-                     responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})(route)
+                     responses=CONTROL_RESPONSES)(route)
 
         scoped_route("/controls/kill-switch/engage", EngageKillSwitch, "kill_switch_engage",
                      "Close-only for a symbol (or everything): exits and stops still work, new buys are refused.")
@@ -450,7 +484,7 @@ class GatewayService(Service):
 
             route.__name__ = f"proposal_{verb}"
             app.post(f"/proposals/{{decision_id}}/{verb}", response_model=ControlResult, tags=["controls"],
-                     responses={409: {"model": ControlResult}, 504: {"model": ControlResult}})(route)
+                     responses=CONTROL_RESPONSES)(route)
 
         proposal_route("approve", ApproveProposal)
         proposal_route("reject", RejectProposal)
@@ -491,8 +525,7 @@ class GatewayService(Service):
             return Page[DiscrepancyOut](items=[DiscrepancyOut.model_validate(r) for r in rows], limit=limit,
                                         offset=offset)
 
-        @app.post("/controls/backfill", response_model=ControlResult, tags=["controls"],
-                  responses={504: {"model": ControlResult, "description": "no confirmation in time"}})
+        @app.post("/controls/backfill", response_model=ControlResult, tags=["controls"], responses=CONTROL_RESPONSES)
         async def control_backfill(actor: Actor, body: BackfillRequest) -> Any:
             """Start a resumable REST backfill in the market-data service (history goes to the database)."""
             return await self.control(StartBackfill, "backfill", actor, body.reason,
@@ -541,8 +574,8 @@ class GatewayService(Service):
             return ok
 
         if not await self.transact(spend):
-            raise HTTPException(status.HTTP_409_CONFLICT, "confirmation token invalid, expired, already used, or "
-                                                          "issued for another request or operator")
+            raise Refused(action, "confirmation token invalid, expired, already used, or issued for another request "
+                                  "or operator")
         return None
 
     async def key_can_withdraw(self, exchange: str, api_key: str, secret: str) -> bool | None:
@@ -605,7 +638,7 @@ class GatewayService(Service):
                      command_id: uuid.UUID) -> None:
         await record_audit(ctx, actor=actor, action=action, mode=self.settings.trading_mode.value,
                            risk_profile=await self._risk_profile(ctx.conn), status=outcome, details=details,
-                           key=command_id)
+                           key=command_id, chain_key=self.settings.chain_key)
 
     async def _risk_profile(self, conn: AsyncConnection) -> str:
         """The profile risk has confirmed, or the configured one before any change."""
@@ -613,22 +646,15 @@ class GatewayService(Service):
                                   .where(risk_profile_state.c.scope == "global"))).scalar_one_or_none()
         return row or self.settings.risk_profile.value
 
-    async def _health(self) -> dict[str, ServiceHealth]:
-        if self.js is None:
-            return {}
+    def _health(self) -> dict[str, ServiceHealth]:
+        """From the watcher's cache: a request never touches JetStream."""
         out: dict[str, ServiceHealth] = {}
-        try:
-            kv = await self.js.key_value("service_health")
-            keys = await kv.keys()
-        except (NoKeysError, NotFoundError):
-            return out
         now = self.clock.now()
-        for key in keys:
+        for key, doc in sorted(self.health.docs.items()):
             try:
-                doc = json.loads((await kv.get(key)).value or b"{}")
-            except (NotFoundError, ValueError):
-                continue
-            seen = datetime.fromisoformat(doc["ts"]) if "ts" in doc else None
+                seen = datetime.fromisoformat(doc["ts"]) if "ts" in doc else None
+            except (TypeError, ValueError):
+                seen = None
             stale = seen is None or now - seen > timedelta(seconds=self.settings.health_stale_s)
             out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale,
                                      details=doc.get("details") or {})
@@ -637,6 +663,27 @@ class GatewayService(Service):
 
 
 # --- read helpers ------------------------------------------------------------------------------------------
+ROUTING_DISCONNECTED = "ROUTING_DISCONNECTED"  # the OMS's reason code for an order it refused to send
+
+
+async def _disconnected(conn: AsyncConnection, mode: str) -> tuple[datetime | None, int]:
+    """Since when routing is off (the last confirmed disconnect: an OMS cold start, audited as SYSTEM:oms, or an
+    operator's) and how many orders the OMS refused because of it since then."""
+    since = (await conn.execute(select(func.max(audit_log.c.ts)).where(
+        audit_log.c.action == "routing_disconnect", audit_log.c.status == "CONFIRMED",
+        audit_log.c.mode == mode))).scalar_one()
+    q = select(func.count()).select_from(orders).where(
+        orders.c.mode == mode, orders.c.status == OrderStatus.REJECTED.value,
+        orders.c.reason_code == ROUTING_DISCONNECTED)
+    refused = (await conn.execute(q if since is None else q.where(orders.c.updated_at >= since))).scalar_one()
+    return since, refused
+
+
+def _routing_line(since: datetime | None, refused: int) -> str:
+    when = f" since {since.isoformat(timespec='seconds')}" if since else ""
+    return f"disconnected{when}, {refused} intent{'' if refused == 1 else 's'} refused"
+
+
 async def _with_votes(conn: AsyncConnection, rows: Any) -> list[DecisionOut]:
     ids = [r.decision_id for r in rows]
     votes: dict[Any, list[VoteOut]] = {i: [] for i in ids}

@@ -10,7 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 from quorum.events.base import UndecodableMessage, decode
-from quorum.events.control import ControlRefused, DrawdownHaltTriggered, KillSwitchEngaged
+from quorum.events.control import (
+    ControlRefused,
+    DrawdownHaltTriggered,
+    KillSwitchEngaged,
+    RiskLedgerDiverged,
+    RoutingDisconnected,
+)
 from quorum.events.fills import OrderFilled
 from quorum.events.ledger import EquityMarked
 from quorum.events.market_data import DataSourceSwitched
@@ -18,15 +24,17 @@ from quorum.events.orders import OrderUpdated
 from quorum.events.signals import DecisionMade, StrategyDisabled
 from quorum.subjects import family_wildcard, subject
 
+ALERT_EVENTS = (DrawdownHaltTriggered, KillSwitchEngaged, ControlRefused, StrategyDisabled, DataSourceSwitched,
+                RoutingDisconnected,  # routing off (an OMS restart does it): trading has stopped
+                RiskLedgerDiverged)  # risk's cash or positions disagree with the ledger's, for good
 TOPICS: dict[str, tuple[str, ...]] = {
     "equity": (subject(EquityMarked),),
     "fills": (subject(OrderFilled),),
     "decisions": (subject(DecisionMade),),
-    "alerts": tuple(subject(c) for c in (DrawdownHaltTriggered, KillSwitchEngaged, ControlRefused, StrategyDisabled,
-                                         DataSourceSwitched)),
+    "alerts": tuple(subject(c) for c in ALERT_EVENTS),
     "state": (family_wildcard("control"), subject(OrderUpdated)),
 }
-ALERTS = {"DrawdownHaltTriggered", "KillSwitchEngaged", "ControlRefused", "StrategyDisabled", "DataSourceSwitched"}
+ALERTS = {c.event_type() for c in ALERT_EVENTS}
 KEEPALIVE_S = 15.0
 
 

@@ -51,13 +51,15 @@ class InferenceService(Service):
         out = ctx.emit(PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts,
                                       model_name=name, model_version=tag, feature_set=f.feature_set,
                                       horizon=model.horizon, p_up=p_up))
-        await ctx.conn.execute(
+        stored = (await ctx.conn.execute(
             insert(predictions).values(
                 exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=name,
                 model_version=tag, feature_set=f.feature_set, horizon=model.horizon, p_up=p_up,
                 event_id=out.event_id,
-            ).on_conflict_do_nothing()
-        )
+            ).on_conflict_do_nothing().returning(predictions.c.ts)
+        )).first()
+        if stored is None:  # this model already predicted this candle (announced then): nothing new to say
+            ctx.retract(out)
 
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload

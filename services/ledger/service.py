@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import equity, ledger_balances, ledger_entries, ledger_transactions, positions
 from quorum.domain.ledger import (
@@ -46,8 +47,9 @@ class LedgerSettings(ServiceSettings):
 
 
 async def post(ctx: Context, mode: TradingMode, txn_id: UUID, ts: datetime, description: str, lines: list[Line],
-               source_event_id: UUID | None) -> bool:
-    """Append one transaction to ``mode``'s chain; False if it was posted before (idempotent by txn id)."""
+               source_event_id: UUID | None, *, chain_key: SecretStr) -> bool:
+    """Append one transaction to ``mode``'s chain (keyed: ``QUORUM_CHAIN_KEY``); False if it was posted before
+    (idempotent by txn id)."""
     check_balanced(lines)
     await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ledger:{mode.value}"})
     if (await ctx.conn.execute(select(ledger_transactions.c.txn_id)
@@ -57,7 +59,7 @@ async def post(ctx: Context, mode: TradingMode, txn_id: UUID, ts: datetime, desc
         select(ledger_transactions.c.hash).where(ledger_transactions.c.mode == mode.value)
         .order_by(ledger_transactions.c.seq.desc()).limit(1)
     )).scalar_one_or_none() or GENESIS_HASH
-    digest = txn_hash(prev, str(txn_id), ts.isoformat(), description, lines)
+    digest = txn_hash(prev, str(txn_id), ts.isoformat(), description, lines, key=chain_key.get_secret_value().encode())
     await ctx.conn.execute(insert(ledger_transactions).values(
         txn_id=txn_id, mode=mode.value, ts=ts, description=description, source_event_id=source_event_id,
         prev_hash=prev, hash=digest,
@@ -90,7 +92,8 @@ class LedgerService(Service):
 
         async def open_book(ctx: Context) -> None:
             await post(ctx, mode, stable_uuid("opening-balance", mode.value), ctx.clock.now(),
-                       f"opening balance {amount} {ccy}", opening_balance(mode, ccy, amount), None)
+                       f"opening balance {amount} {ccy}", opening_balance(mode, ccy, amount), None,
+                       chain_key=self.settings.chain_key)
 
         await self.transact(open_book)
 
@@ -105,7 +108,8 @@ class LedgerService(Service):
         realized = pos.realized_by(effect[1], effect[2]) if f.side is Side.SELL else Decimal(0)
         lines = fill_lines(f.mode, f.symbol, f.side, f.quantity, f.price, f.fee, f.fee_currency, realized)
         desc = f"{f.side.value} {f.quantity} {f.symbol} @ {f.price} ({f.client_order_id})"
-        if not await post(ctx, f.mode, stable_uuid("fill", f.fill_id), f.ts, desc, lines, ctx.message.event_id):
+        if not await post(ctx, f.mode, stable_uuid("fill", f.fill_id), f.ts, desc, lines, ctx.message.event_id,
+                          chain_key=self.settings.chain_key):
             return
         pos = pos.apply(*effect)
         values = {"mode": f.mode.value, "symbol": f.symbol, "quantity": pos.quantity, "avg_cost": pos.avg_cost,

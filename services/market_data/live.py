@@ -140,7 +140,7 @@ class LivePipeline:
             env = ctx.emit(event, key=f"{event.symbol}|{event.to_source}|{ctx.clock.now().isoformat()}")
             await record_audit(ctx, actor=f"SYSTEM:{self.svc.NAME}", action="data_source_switch", mode="SYSTEM",
                                risk_profile=self.s.risk_profile, status="APPLIED",
-                               details=event.model_dump(mode="json"), key=env.event_id)
+                               details=event.model_dump(mode="json"), key=env.event_id, chain_key=self.s.chain_key)
             LIVE.labels("source_switch", exchange).inc()
             log.warning("%s: data source %s -> %s (%s)", event.symbol, event.from_source, event.to_source,
                         event.reason)

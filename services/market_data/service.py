@@ -29,6 +29,7 @@ from quorum.marketdata.validation import candle_key
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
+from quorum.runtime.settle import DECISION_HEADS, awaited_consumers, hold, settle_candle
 from quorum.types import timeframe_seconds
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -47,6 +48,11 @@ class MarketDataSettings(ServiceSettings):
     replay_speed: float = Field(default=0.0, ge=0.0, description="0 = as fast as possible, N = N x real time")
     replay_limit: int | None = Field(default=None, ge=1, description="stop after this many candles")
     replay_batch: int = Field(default=500, ge=1, le=10_000)
+    replay_pacing: Literal["settled", "free"] = Field(
+        default="settled", description="settled: publish the next candle once the pipeline handled the last "
+        "(reproducible decisions and fills, across crashes); free: as fast as the bus takes them")
+    replay_settle_consumers: list[str] | None = Field(
+        default=None, description="durables a settled replay waits for (default: every declared one)")
     exchange: str | None = None
     symbol: str | None = None
     timeframe: str | None = None
@@ -169,6 +175,11 @@ class MarketDataService(Service):
         batch: list[CandleClosed] = []
         paced_from: tuple[float, datetime] | None = None
         loop = asyncio.get_running_loop()
+        settled = s.replay_pacing == "settled"
+        awaited = awaited_consumers(exclude_services=[self.NAME], only=s.replay_settle_consumers) if settled else []
+        heads = [c for c in awaited if c.durable in DECISION_HEADS]
+        if settled and not await settle_candle(self.js, self.engine, awaited, stopping=self.stopping):
+            return  # (a replay that died mid-candle left that candle half done: finish it first)
         for candle in stream:
             if self.stopping.is_set() or (s.replay_limit is not None and published >= s.replay_limit):
                 break
@@ -179,9 +190,13 @@ class MarketDataService(Service):
                 await asyncio.sleep(max(0.0, due - loop.time()))
             batch.append(candle)
             published += 1
-            if len(batch) >= (1 if s.replay_speed > 0 else s.replay_batch):
+            if len(batch) >= (1 if s.replay_speed > 0 or settled else s.replay_batch):
+                if settled and heads:
+                    await hold(self.js, heads)  # the market side of this candle first ...
                 await self._flush(key, batch, published, rejections, step)
                 batch = []
+                if settled and not await settle_candle(self.js, self.engine, awaited, stopping=self.stopping):
+                    break
         if batch:
             await self._flush(key, batch, published, rejections, step)
         log.info("replay finished: %d published in total, %d rejected %s", published, rejections.total,

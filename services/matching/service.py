@@ -6,10 +6,22 @@ engine, record what the venue did (``paper_orders``, ``paper_fills``: the venue'
 reads to reconcile) and emit it through the outbox. A restart therefore resumes exactly where the last
 committed event left the engine — resting orders, armed stops, consumed liquidity and the latency RNG.
 
-Clock. The venue's time is market time: the latest candle close or snapshot it has seen (replays run far
-faster than the wall clock). An order arrives ``latency`` after that. Candle-driven books change only once
-per candle, so the order is matched at once against the book in force; with order-book snapshots it waits
-for the next snapshot, as it would on the exchange.
+Clock. The venue's time is market time, and an order's time is its own: the market time of what caused it
+(the decision's candle close, the fill that armed a protective leg), carried as the command's event time. It
+arrives ``latency`` later and meets the book in force then; a resting order sees only market data after its
+arrival. How far this service's candle consumer has got never matters:
+
+* behind (the order is newer than the engine's last market event): the engine first catches up on the stored
+  market data up to the order's time (market data stores candles and snapshots before publishing them), and
+  the consumer later skips what was applied that way;
+* ahead (the engine already applied market data newer than the order): the order is replayed in a fresh engine
+  over the stored market data from its own time up to the engine's, then joins the engine (``adopt``).
+
+Candle-driven books change only once per candle, so the order is matched at once against the book in force;
+with order-book snapshots it waits for the next snapshot, as it would on the exchange. The legs of an OCO group
+become live together, once the last has arrived, so no leg meets market data alone. What still depends on
+processing order: a cancel or a balance check that arrives after the engine moved past its time acts on the
+engine as it is (lock-step replay, ``QUORUM_MARKET_DATA_REPLAY_PACING=settled``, removes that case).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import candles, matching_state, paper_fills, paper_orders
+from quorum.db.tables import candles, matching_state, order_book_snapshots, paper_fills, paper_orders
 from quorum.events.base import Envelope
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
@@ -170,13 +182,15 @@ class MatchingService(Service):
     # --- handlers -----------------------------------------------------------------------------------------
     async def on_command(self, ctx: Context) -> None:
         cmd = ctx.message.payload
+        at = _ms(ctx.message.event_time)  # the command's own market time
         if isinstance(cmd, CancelOrder):
             row = (await ctx.conn.execute(select(paper_orders.c.exchange).where(
                 paper_orders.c.client_order_id == cmd.client_order_id))).first()
             if row is None:
                 return  # never reached this venue: nothing to cancel
             engine = await self._engine(ctx, row.exchange, cmd.symbol)
-            outputs = engine.cancel(engine.now, cmd.client_order_id)
+            outputs = await self._catch_up(ctx, row.exchange, engine, at)
+            outputs += engine.cancel(at, cmd.client_order_id)
             await self._save(ctx, row.exchange, engine)
             await self._publish(ctx, row.exchange, outputs)
             return
@@ -188,22 +202,73 @@ class MatchingService(Service):
         ).on_conflict_do_nothing().returning(paper_orders.c.client_order_id))).first()
         if stored is None:
             return  # the venue has this order already
-        if engine.book is None:
-            await self._warm_up(ctx, engine, cmd)
+        ahead = engine.market_ts > at
+        if not ahead:  # market data up to the order's time comes first, and is recorded before the balance check
+            await self._publish(ctx, cmd.exchange, await self._catch_up(ctx, cmd.exchange, engine, at))
         short = await self._oversold(ctx, cmd) if cmd.side is Side.SELL else None
         if short is not None:
             await ctx.conn.execute(update(paper_orders).where(paper_orders.c.client_order_id == cmd.client_order_id)
                                    .values(status=OrderStatus.REJECTED.value))
             ctx.emit(OrderRejected(venue=cmd.venue, client_order_id=cmd.client_order_id, symbol=cmd.symbol,
                                    reason_code="INSUFFICIENT_BALANCE", detail=short))
-            return
-        outputs = engine.submit(engine.now, Order(
-            cmd.client_order_id, cmd.side, cmd.quantity, cmd.order_type, cmd.limit_price, cmd.stop_price,
-            cmd.time_in_force, cmd.oco_group))
-        if engine.book is None or engine.book.synthetic:
-            outputs += engine.advance(engine.now + self.engine_config.latency.high_ms + 1)
+            outputs = engine.abandon_group(at, cmd.oco_group)
+        elif ahead:  # the engine is past the order's time: replay the order over its own market, then adopt it
+            order = self._order(cmd)
+            replay = engine.spawn()
+            engine.hand_over_group(order.oco_group, replay)
+            outputs = await self._catch_up(ctx, cmd.exchange, replay, at)
+            outputs += self._place(replay, at, order)
+            outputs += await self._catch_up(ctx, cmd.exchange, replay, engine.market_ts)
+            engine.adopt(replay)
+        else:
+            outputs = self._place(engine, at, self._order(cmd))
         await self._save(ctx, cmd.exchange, engine)
         await self._publish(ctx, cmd.exchange, outputs)
+
+    @staticmethod
+    def _order(cmd: SubmitOrder) -> Order:
+        return Order(cmd.client_order_id, cmd.side, cmd.quantity, cmd.order_type, cmd.limit_price, cmd.stop_price,
+                     cmd.time_in_force, cmd.oco_group, cmd.oco_size)
+
+    def _place(self, engine: MatchingEngine, at: int, order: Order) -> list[Output]:
+        outputs = engine.submit(at, order)
+        if engine.book is None or engine.book.synthetic:  # nothing changes before the next candle: arrive now
+            outputs += engine.advance(at + self.engine_config.latency.high_ms + 1)
+        return outputs
+
+    async def _catch_up(self, ctx: Context, exchange: str, engine: MatchingEngine, until: int) -> list[Output]:
+        """Apply the stored market data (candles by their close, snapshots) newer than the engine's and known at
+        ``until``. With nothing live, only the state in force at ``until`` matters: the latest of each."""
+        if until <= engine.market_ts:
+            return []
+        since = _dt(engine.market_ts) if engine.market_ts and engine.has_live_orders else None
+        end = _dt(until)
+        day = timedelta(days=1)  # candles are at most a day long: their close is within a day of their open
+        cq = select(candles).where(candles.c.exchange == exchange, candles.c.symbol == engine.symbol,
+                                   candles.c.ts <= end)
+        bq = select(order_book_snapshots).where(order_book_snapshots.c.exchange == exchange,
+                                                order_book_snapshots.c.symbol == engine.symbol,
+                                                order_book_snapshots.c.ts <= end)
+        if since is None:
+            cq, bq = cq.order_by(candles.c.ts.desc()).limit(8), bq.order_by(order_book_snapshots.c.ts.desc()).limit(1)
+        else:
+            cq, bq = cq.where(candles.c.ts > since - day), bq.where(order_book_snapshots.c.ts > since)
+        events: list[tuple[int, int, Any]] = []
+        for c in (await ctx.conn.execute(cq)).all():
+            close = _ms(c.ts) + timeframe_seconds(c.timeframe) * 1000
+            if engine.market_ts < close <= until:
+                events.append((close, -timeframe_seconds(c.timeframe), c))
+        if since is None and events:
+            events = [max(events, key=lambda e: (e[0], e[1]))]
+        books = [(_ms(b.ts), 1, b) for b in (await ctx.conn.execute(bq)).all() if _ms(b.ts) > engine.market_ts]
+        outputs: list[Output] = []
+        for ts, _, row in sorted(events + books, key=lambda e: (e[0], e[1])):
+            if hasattr(row, "bids"):
+                outputs += engine.on_book(ts, [(Decimal(p), Decimal(q)) for p, q in row.bids],
+                                          [(Decimal(p), Decimal(q)) for p, q in row.asks])
+            else:
+                outputs += engine.on_candle(ts, row.open, row.high, row.low, row.close, row.volume)
+        return outputs
 
     async def _oversold(self, ctx: Context, cmd: SubmitOrder) -> str | None:
         """Spot has no shorting: like the exchange, refuse a sell beyond the free balance — what the venue's own
@@ -229,27 +294,21 @@ class MatchingService(Service):
         free = held - sum(locked.values(), Decimal(0))
         return None if cmd.quantity <= free else f"sell {cmd.quantity} > free {free} (held {held})"
 
-    async def _warm_up(self, ctx: Context, engine: MatchingEngine, cmd: SubmitOrder) -> None:
-        """A venue that has seen no market data yet for this symbol starts from the last stored candle at or
-        before the decision (the same candle the decision saw), so its first order has a market to meet."""
-        row = (await ctx.conn.execute(select(candles).where(
-            candles.c.exchange == cmd.exchange, candles.c.symbol == cmd.symbol, candles.c.ts <= cmd.reference_ts)
-            .order_by(candles.c.ts.desc()).limit(1))).first()
-        if row is not None:
-            close = row.ts + timedelta(seconds=timeframe_seconds(row.timeframe))
-            engine.on_candle(_ms(close), row.open, row.high, row.low, row.close, row.volume)
-
     async def on_candle(self, ctx: Context) -> None:
         c: CandleClosed = ctx.message.payload
         engine = await self._engine(ctx, c.exchange, c.symbol)
-        close = c.ts + timedelta(seconds=timeframe_seconds(c.timeframe))
-        outputs = engine.on_candle(_ms(close), c.open, c.high, c.low, c.close, c.volume)
+        close = _ms(c.ts + timedelta(seconds=timeframe_seconds(c.timeframe)))
+        if close <= engine.market_ts:
+            return  # applied already, by an order that caught the engine up to its own time
+        outputs = engine.on_candle(close, c.open, c.high, c.low, c.close, c.volume)
         await self._save(ctx, c.exchange, engine)
         await self._publish(ctx, c.exchange, outputs)
 
     async def on_book(self, ctx: Context) -> None:
         b: OrderBookSnapshotted = ctx.message.payload
         engine = await self._engine(ctx, b.exchange, b.symbol)
+        if _ms(b.ts) <= engine.market_ts:
+            return  # applied already (see on_candle)
         outputs = engine.on_book(_ms(b.ts), [(lv.price, lv.quantity) for lv in b.bids],
                                  [(lv.price, lv.quantity) for lv in b.asks])
         await self._save(ctx, b.exchange, engine)

@@ -57,6 +57,7 @@ from quorum.events.orders import (
     TradeProposed,
 )
 from quorum.ids import client_order_id, derived_order_id, stable_uuid
+from quorum.metrics import ORDERS_REFUSED, ROUTING_CONNECTED
 from quorum.runtime.audit import active_profile, record_audit
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
@@ -70,6 +71,7 @@ log = logging.getLogger("quorum.oms")
 ROUTING_DISCONNECTED = "ROUTING_DISCONNECTED"
 OPEN_STATUSES = tuple(s.value for s in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED))
 SYSTEM = "SYSTEM:oms"
+COLD_START_REASON = "cold start: routing stays disconnected until an operator authorizes it"
 
 
 class OmsSettings(ServiceSettings):
@@ -106,6 +108,7 @@ class Order:
     take_profit: Decimal | None = None
     parent: str | None = None
     oco_group: str | None = None
+    oco_size: int | None = None
 
 
 class OmsService(Service):
@@ -134,7 +137,7 @@ class OmsService(Service):
                 updated_by=SYSTEM, updated_at=ctx.clock.now()).on_conflict_do_nothing())
             await self._set_routing(ctx, False, SYSTEM)
             start = f"cold-start:{ctx.clock.now().isoformat()}"
-            ctx.emit(RoutingDisconnected(actor=SYSTEM, reason="cold start"), key=start)
+            ctx.emit(RoutingDisconnected(actor=SYSTEM, reason=COLD_START_REASON), key=start)  # an alert on the stream
             await self._audit(ctx, "routing_disconnect", {"reason": "cold start"}, start)
             state = await self._snapshot(ctx)
             await self._check_snapshot(ctx, state)
@@ -142,6 +145,8 @@ class OmsService(Service):
             log.info("hydrated: %d open orders, positions %s", len(state["open_orders"]), state["positions"])
 
         await self.transact(cold_start)
+        log.warning("routing DISCONNECTED (cold start): every order is refused %s until an operator authorizes "
+                    "routing (POST /controls/routing/authorize)", ROUTING_DISCONNECTED)
 
     async def on_stop(self) -> None:
         """Graceful shutdown: flush (cancel every open order), then write the portfolio snapshot."""
@@ -213,6 +218,7 @@ class OmsService(Service):
     async def _set_routing(self, ctx: Context, connected: bool, actor: str) -> None:
         await ctx.conn.execute(update(oms_state).where(oms_state.c.mode == self.mode).values(
             routing_connected=connected, updated_by=actor, updated_at=ctx.clock.now()))
+        ctx.after_commit.append(lambda: ROUTING_CONNECTED.labels(self.mode).set(int(connected)))
 
     async def _state_row(self, ctx: Context) -> Any:
         return (await ctx.conn.execute(select(oms_state).where(oms_state.c.mode == self.mode))).one()
@@ -280,12 +286,14 @@ class OmsService(Service):
         if not (await self._state_row(ctx)).routing_connected:
             await self._record_transition(ctx, order, self._state(order).to(OrderStatus.REJECTED),
                                           ROUTING_DISCONNECTED)
+            log.warning("order %s refused: routing is disconnected", o.client_order_id)
+            ctx.after_commit.append(ORDERS_REFUSED.labels(self.mode, ROUTING_DISCONNECTED).inc)
             return o.client_order_id
         ctx.emit(SubmitOrder(
             venue=self.settings.venue, mode=self.settings.trading_mode, client_order_id=o.client_order_id,
             exchange=o.exchange, symbol=o.symbol, side=o.side, order_type=o.order_type,
             time_in_force=o.time_in_force, quantity=o.quantity, limit_price=o.limit_price, stop_price=o.stop_price,
-            oco_group=o.oco_group, reference_ts=o.reference_ts,
+            oco_group=o.oco_group, oco_size=o.oco_size, reference_ts=o.reference_ts,
         ), key=o.client_order_id)
         await self._record_transition(ctx, order, self._state(order).to(OrderStatus.SUBMITTED))
         return o.client_order_id
@@ -314,7 +322,8 @@ class OmsService(Service):
                 client_order_id=derived_order_id(kind, entry.client_order_id), exchange=entry.exchange,
                 symbol=entry.symbol, side=Side.SELL, quantity=entry.filled_quantity, purpose=purpose,
                 reference_ts=entry.reference_ts, parent=entry.client_order_id,
-                oco_group=entry.client_order_id if len(legs) > 1 else None, **prices))
+                oco_group=entry.client_order_id if len(legs) > 1 else None,
+                oco_size=len(legs) if len(legs) > 1 else None, **prices))
 
     async def _cancel_open(self, ctx: Context, symbol: str | None, reason: str,
                            purposes: tuple[str, ...] | None = None) -> int:
@@ -474,7 +483,8 @@ class OmsService(Service):
 
     async def _audit(self, ctx: Context, action: str, details: dict[str, Any], key: str) -> None:
         await record_audit(ctx, actor=SYSTEM, action=action, mode=self.mode, status="CONFIRMED", details=details,
-                           risk_profile=await active_profile(ctx.conn, self.settings.risk_profile.value), key=key)
+                           risk_profile=await active_profile(ctx.conn, self.settings.risk_profile.value), key=key,
+                           chain_key=self.settings.chain_key)
 
     async def _expire_proposals(self) -> None:
         """Proposals nobody approved in time never become orders."""

@@ -6,17 +6,28 @@ automatic after a losing streak) and owns the active risk profile.
 Cash is reserved when a buy is approved and settled when its order ends, so two approvals can never spend
 the same cash. Every terminal order is settled — protective and liquidation orders too, not only the ones
 risk approved — so the projection follows what was really executed.
+
+The four consumers run concurrently and share rows (balances, positions, drawdown, halt, kill switches) that
+each reaches in its own order (a candle locks its position before the cash, a decision the cash first), so
+every handler that writes them takes one transaction lock on the portfolio first: they queue, never deadlock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
+from quorum.clock import Clock
 from quorum.db.tables import (
+    ledger_balances,
+    ledger_transactions,
+    positions,
     risk_balances,
     risk_checks,
     risk_daily,
@@ -26,7 +37,9 @@ from quorum.db.tables import (
     risk_profile_state,
     risk_state,
 )
+from quorum.domain.ledger import account
 from quorum.events.control import (
+    BookDifference,
     CancelAllOrders,
     ClearEmergencyHalt,
     CloseAllPositions,
@@ -39,6 +52,7 @@ from quorum.events.control import (
     KillSwitchReleased,
     ReleaseKillSwitch,
     ResumeTrading,
+    RiskLedgerDiverged,
     RiskProfileChanged,
     SetRiskProfile,
     TradingHalted,
@@ -48,7 +62,7 @@ from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderIntentApproved, OrderIntentRefused, OrderUpdated
 from quorum.events.signals import DecisionMade
 from quorum.ids import client_order_id
-from quorum.risk import drawdown, killswitch
+from quorum.risk import consistency, drawdown, killswitch
 from quorum.risk.killswitch import GLOBAL as ALL_SYMBOLS
 from quorum.risk.killswitch import KillState
 from quorum.risk.profiles import ProfileLimits, RiskConfig
@@ -57,12 +71,19 @@ from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
-from quorum.types import Action, RiskProfile, Side, split_symbol
-from sqlalchemy import delete, select, update
+from quorum.types import Action, RiskProfile, Side, TradingMode, split_symbol
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 GLOBAL = "global"
 SYSTEM = "SYSTEM:risk"
+PORTFOLIO_LOCK = "risk:portfolio"
+log = logging.getLogger("quorum.risk")
+LEDGER_DIVERGENCE = Gauge(
+    "quorum_risk_ledger_divergence",
+    "Risk's figure minus the ledger's, for a divergence that persisted over two checks with no order activity "
+    "between (0 once they agree again)", ["kind", "asset"])
 
 
 class Rules(BaseModel):
@@ -79,15 +100,25 @@ class RiskSettings(ServiceSettings):
     config: RiskConfig = Field(default_factory=RiskConfig, description="JSON RiskConfig: profiles, actions, ...")
     market_rules: dict[str, Rules] = Field(default_factory=dict, description="per symbol lot step / min notional")
     default_rules: Rules = Field(default_factory=Rules)
+    consistency_interval_s: float = Field(default=30.0, ge=0, description="seconds between checks of risk's "
+                                          "cash and positions against the ledger's; 0 turns the check off")
 
 
 class RiskService(Service):
     NAME = "risk"
     settings: RiskSettings
 
+    def __init__(self, settings: RiskSettings, clock: Clock | None = None) -> None:
+        super().__init__(settings, clock)
+        self._order_updates = 0  # committed order updates: the order activity the consistency check watches
+        self.ledger_checks = 0  # comparisons with the ledger done so far
+
     def handlers(self) -> dict[str, Handler]:
         return {"risk-decisions": self.on_decision, "risk-orders": self.on_order_update,
                 "risk-control": self.on_control, "risk-candles": self.on_candle}
+
+    def tasks(self) -> list[Any]:
+        return [self._watch_ledger] if self.settings.consistency_interval_s > 0 else []
 
     @property
     def config(self) -> RiskConfig:
@@ -98,6 +129,11 @@ class RiskService(Service):
         return MarketRules(lot_step=r.lot_step, min_notional=r.min_notional)
 
     # --- state access ---------------------------------------------------------------------------------------
+    @staticmethod
+    async def _lock_portfolio(ctx: Context) -> None:
+        """First in every handler that writes risk's rows; held until the transaction ends."""
+        await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": PORTFOLIO_LOCK})
+
     async def _halt_row(self, ctx: Context) -> Any:
         return (await ctx.conn.execute(select(risk_state).where(risk_state.c.scope == GLOBAL))).first()
 
@@ -175,7 +211,8 @@ class RiskService(Service):
         if d.action is Action.HOLD:
             return
         decision_id = ctx.message.event_id
-        await self._cash(ctx)  # lock order: balances, then position (as in settlement): no deadlock
+        await self._lock_portfolio(ctx)
+        await self._cash(ctx)
         await self._position_row(ctx, d.exchange, d.symbol)
         await ctx.conn.execute(update(risk_positions).where(
             risk_positions.c.exchange == d.exchange, risk_positions.c.symbol == d.symbol).values(last_price=d.price))
@@ -210,9 +247,11 @@ class RiskService(Service):
         """Settle a finished order: release its reservation (if risk made one), book what actually executed,
         and feed a completed sell's profit or loss to the kill switch's losing streak."""
         o: OrderUpdated = ctx.message.payload
+        ctx.after_commit.append(self._count_order_update)
         if not o.status.is_terminal:
             return
-        await self._cash(ctx)
+        await self._lock_portfolio(ctx)
+        await self._cash(ctx)  # seeds the balance the first time
         pos = await self._position_row(ctx, o.exchange, o.symbol)
         base, quote = split_symbol(o.symbol)
         fee_quote = o.fees if o.fee_currency in (None, quote) else Decimal(0)
@@ -254,10 +293,13 @@ class RiskService(Service):
     async def on_candle(self, ctx: Context) -> None:
         """Mark a held symbol and check the portfolio's drawdown against the active profile's limit."""
         c: CandleClosed = ctx.message.payload
-        held = (await ctx.conn.execute(update(risk_positions).where(
-            risk_positions.c.exchange == c.exchange, risk_positions.c.symbol == c.symbol,
-            (risk_positions.c.quantity > 0) | (risk_positions.c.reserved_cash > 0),
-        ).values(last_price=c.close).returning(risk_positions.c.symbol))).first()
+        mine = (risk_positions.c.exchange == c.exchange, risk_positions.c.symbol == c.symbol,
+                (risk_positions.c.quantity > 0) | (risk_positions.c.reserved_cash > 0))
+        if (await ctx.conn.execute(select(risk_positions.c.symbol).where(*mine))).first() is None:
+            return  # not held: nothing to mark, and no lock taken (most candles)
+        await self._lock_portfolio(ctx)
+        held = (await ctx.conn.execute(update(risk_positions).where(*mine).values(last_price=c.close)
+                                       .returning(risk_positions.c.symbol))).first()
         if held is None:
             return
         portfolio = await self._portfolio(ctx, c.ts)
@@ -293,6 +335,7 @@ class RiskService(Service):
     # --- controls -------------------------------------------------------------------------------------------
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload
+        await self._lock_portfolio(ctx)
         handler = {
             HaltTrading: self._halt, ResumeTrading: self._resume, SetRiskProfile: self._set_profile,
             EngageKillSwitch: self._kill, ReleaseKillSwitch: self._kill, ClearEmergencyHalt: self._clear,
@@ -349,4 +392,87 @@ class RiskService(Service):
     async def _audit(self, ctx: Context, actor: str, action: str, status: str, details: dict[str, Any]) -> None:
         await record_audit(ctx, actor=actor, action=action, mode=self.settings.trading_mode.value,
                            risk_profile=(await self._profile(ctx)).value, status=status, details=details,
-                           key=f"{ctx.message.event_id}:{action}")
+                           key=f"{ctx.message.event_id}:{action}", chain_key=self.settings.chain_key)
+
+    # --- consistency with the ledger ------------------------------------------------------------------------
+    def _count_order_update(self) -> None:
+        self._order_updates += 1
+
+    async def _watch_ledger(self) -> None:
+        """Every ``consistency_interval_s``: compare risk's books with the ledger's; a divergence that holds over
+        two checks with no order activity between raises ``RiskLedgerDiverged``, sets the gauge and logs."""
+        previous: consistency.Check | None = None
+        alerted: tuple[consistency.Divergence, ...] = ()
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.consistency_interval_s)
+                return
+            except TimeoutError:
+                pass
+            try:
+                current = await self._check_ledger()
+            except Exception as exc:  # noqa: BLE001 - a database blip must not stop the watcher
+                log.warning("consistency check against the ledger failed (%s); trying again next time",
+                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                previous = None  # the next check starts a new pair
+                continue
+            if current is None:  # no ledger book for this mode (the ledger is not running): nothing to compare
+                previous = None
+                continue
+            found = consistency.review(previous, current, alerted)
+            await self._report(found)
+            previous, alerted = current, found.alerted
+            self.ledger_checks += 1
+
+    async def _check_ledger(self) -> consistency.Check | None:
+        assert self.engine is not None
+        marker = self._order_updates
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")  # both books at one instant
+            async with conn.begin():
+                books = await read_books(conn, self.settings.trading_mode, self.settings.quote_currency,
+                                         self.settings.paper_starting_cash)
+                posted = (await conn.execute(select(func.max(ledger_transactions.c.seq)).where(
+                    ledger_transactions.c.mode == self.settings.trading_mode.value))).scalar_one()
+        if books is None:
+            return None
+        return consistency.Check(consistency.compare(*books, self.settings.quote_currency), (marker, posted))
+
+    async def _report(self, found: consistency.Review) -> None:
+        for kind, asset in found.cleared:
+            LEDGER_DIVERGENCE.labels(kind.value, asset).set(0)
+            log.info("risk agrees with the ledger again on %s %s", kind.value, asset)
+        for d in found.persistent:
+            LEDGER_DIVERGENCE.labels(d.kind.value, d.asset).set(float(d.difference))
+        if not found.alert:
+            return
+        log.warning("risk disagrees with the ledger (no order activity since the last check): %s",
+                    "; ".join(f"{d.kind.value} {d.asset}: risk {d.risk}, ledger {d.ledger}" for d in found.persistent))
+        alert = RiskLedgerDiverged(mode=self.settings.trading_mode, currency=self.settings.quote_currency,
+                                   differences=tuple(BookDifference(kind=d.kind.value, asset=d.asset, risk=d.risk,
+                                                                    ledger=d.ledger) for d in found.persistent))
+
+        async def raise_alert(ctx: Context) -> None:
+            ctx.emit(alert, key=f"risk-ledger:{ctx.clock.now().isoformat()}")
+
+        await self.transact(raise_alert)
+
+
+async def read_books(conn: AsyncConnection, mode: TradingMode, currency: str,
+                     starting_cash: Decimal) -> tuple[consistency.BookView, consistency.BookView] | None:
+    """Risk's books and the ledger's (cash in ``currency``, quantity per symbol), or None while the ledger has not
+    opened ``mode``'s book. Risk seeds its cash with ``starting_cash`` on first use, so no row means that."""
+    ledger_cash = (await conn.execute(select(ledger_balances.c.amount).where(
+        ledger_balances.c.account == account(mode, "cash", currency)))).scalar_one_or_none()
+    if ledger_cash is None:
+        return None
+    cash = (await conn.execute(select(risk_balances.c.amount).where(
+        risk_balances.c.currency == currency))).scalar_one_or_none()
+    held = (await conn.execute(select(risk_positions.c.symbol, func.sum(risk_positions.c.quantity),
+                                      func.sum(risk_positions.c.reserved_cash))
+                               .group_by(risk_positions.c.symbol))).all()
+    booked = (await conn.execute(select(positions.c.symbol, positions.c.quantity)
+                                 .where(positions.c.mode == mode.value))).all()
+    mine = consistency.risk_view(starting_cash if cash is None else cash, sum((r[2] for r in held), Decimal(0)),
+                                 {r[0]: r[1] for r in held})
+    return mine, consistency.BookView(ledger_cash, {r[0]: r[1] for r in booked})

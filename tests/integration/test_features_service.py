@@ -44,7 +44,8 @@ async def count_features(url: str) -> int:
 
 
 def replay(limit: int, csv: Any) -> MarketDataService:
-    return MarketDataService(MarketDataSettings(http_port=free_port(), replay_file=csv, replay_limit=limit))
+    return MarketDataService(MarketDataSettings(http_port=free_port(), replay_file=csv, replay_limit=limit,
+                                                replay_settle_consumers=["features-candles"]))
 
 
 async def test_features_survive_a_restart_and_equal_the_batch_computation(infra: Any, database_url: str) -> None:

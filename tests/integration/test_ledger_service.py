@@ -64,7 +64,8 @@ async def test_books_are_exact_and_the_projections_equal_the_journal_replay(infr
     engine = create_engine(url)
     async with engine.connect() as conn:
         problems = await ledger_books.differences(conn, TradingMode.PAPER)
-        chain = await ledger_books.verify(conn, TradingMode.PAPER)
+        key = LedgerSettings().chain_key.get_secret_value().encode()
+        chain = await ledger_books.verify(conn, TradingMode.PAPER, key=key)
         books = await ledger_books.rebuild(conn, TradingMode.PAPER)
     await engine.dispose()
     assert problems == [] and chain == []

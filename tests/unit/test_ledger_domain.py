@@ -107,7 +107,9 @@ def test_check_balanced_accepts_a_balanced_multi_currency_transaction() -> None:
 
 # --- hash chain ------------------------------------------------------------------------------------------
 
-HASH_ARGS = dict(prev_hash=GENESIS_HASH, txn_id="t-1", ts_iso="2024-01-01T01:00:00+00:00", description="fill f-1")
+KEY = b"unit-test-chain-key-0123"
+HASH_ARGS = dict(prev_hash=GENESIS_HASH, txn_id="t-1", ts_iso="2024-01-01T01:00:00+00:00", description="fill f-1",
+                 key=KEY)
 LINES = fill_lines(PAPER, "BTC/USDT", Side.BUY, QTY, PRICE, FEE_Q, "USDT")
 BASE_HASH = txn_hash(lines=LINES, **HASH_ARGS)
 
@@ -149,10 +151,10 @@ def test_txn_hash_depends_on_the_amount_value_not_its_trailing_zeros() -> None:
 
 
 def test_txn_hash_is_a_sha256_hex_digest_that_chains() -> None:
-    second = txn_hash(prev_hash=BASE_HASH, txn_id="t-2", ts_iso="x", description="d", lines=LINES)
+    second = txn_hash(prev_hash=BASE_HASH, txn_id="t-2", ts_iso="x", description="d", lines=LINES, key=KEY)
 
     assert len(BASE_HASH) == 64 and int(BASE_HASH, 16) >= 0
-    assert second != txn_hash(prev_hash=GENESIS_HASH, txn_id="t-2", ts_iso="x", description="d", lines=LINES)
+    assert second != txn_hash(prev_hash=GENESIS_HASH, txn_id="t-2", ts_iso="x", description="d", lines=LINES, key=KEY)
 
 
 # --- positions -------------------------------------------------------------------------------------------

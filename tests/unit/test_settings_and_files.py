@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,15 +17,12 @@ from services.risk.service import RiskSettings
 
 STRONG_DB = "postgresql+asyncpg://quorum:Xk2-strong-Pw9@db:5432/quorum"
 STRONG_TOKEN = "tok-0f9a8b7c6d5e4f3a"
+STRONG_CHAIN_KEY = "chain-7Qe2-LmZ9-xV4r-pK81"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Settings must come from what each test sets, never from the shell that runs pytest."""
-    for name in list(os.environ):
-        if name.startswith("QUORUM_") or name in {"NATS_URL", "DATABASE_URL"}:
-            monkeypatch.delenv(name)
-    return monkeypatch
+def _clean(clean_env: pytest.MonkeyPatch) -> None:
+    """Every test here starts from an environment without Quorum settings (tests/unit/conftest.py)."""
 
 
 # --- settings --------------------------------------------------------------------------------------------
@@ -117,6 +113,7 @@ def test_production_with_the_default_database_url_refuses_to_build(clean_env: py
 def test_production_gateway_with_the_default_token_refuses_to_build(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("QUORUM_ENVIRONMENT", "production")
     clean_env.setenv("DATABASE_URL", STRONG_DB)
+    clean_env.setenv("QUORUM_CHAIN_KEY", STRONG_CHAIN_KEY)
 
     with pytest.raises(ValueError, match="default secrets.*QUORUM_GATEWAY_API_TOKEN"):
         GatewaySettings()
@@ -127,10 +124,11 @@ def test_production_with_strong_secrets_builds_and_hides_them(clean_env: pytest.
     clean_env.setenv("QUORUM_ENVIRONMENT", "production")
     clean_env.setenv("DATABASE_URL", STRONG_DB)
     clean_env.setenv("QUORUM_GATEWAY_API_TOKEN", STRONG_TOKEN)
+    clean_env.setenv("QUORUM_CHAIN_KEY", STRONG_CHAIN_KEY)
     s = GatewaySettings()
 
     assert s.environment == "production"
-    assert "Xk2-strong-Pw9" not in repr(s) and STRONG_TOKEN not in repr(s)
+    assert "Xk2-strong-Pw9" not in repr(s) and STRONG_TOKEN not in repr(s) and STRONG_CHAIN_KEY not in repr(s)
 
 
 @pytest.mark.parametrize("environment", ["development", "production"])

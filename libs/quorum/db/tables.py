@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -184,6 +185,7 @@ decisions = Table(
     Column("take_profit", Money),
     Column("client_order_id", String(64), comment="the order this decision may become (non-HOLD only)"),
     _created(),
+    UniqueConstraint("exchange", "symbol", "timeframe", "ts", name="uq_decisions_candle"),
     Index("ix_decisions_symbol_ts", "symbol", "ts"),
     Index("ix_decisions_client_order_id", "client_order_id"),
 )
@@ -573,7 +575,8 @@ audit_log = Table(
     Column("details", JSONB, nullable=False),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("prev_hash", String(64), nullable=False, server_default="0" * 64),
-    Column("hash", String(64), nullable=False, server_default="", comment="sha256 over prev_hash and this row"),
+    Column("hash", String(64), nullable=False, server_default="",
+           comment="HMAC-SHA256 (key QUORUM_CHAIN_KEY, outside the database) over prev_hash and this row"),
     Index("ix_audit_log_ts", "ts"),
 )
 

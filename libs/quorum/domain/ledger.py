@@ -1,5 +1,5 @@
 """Double-entry ledger: postings per fill, balance checks per currency, positions as a fold over fills,
-and the hash chain that makes any edited journal row detectable.
+and the keyed hash chain that makes any edited journal row detectable.
 
 Sign convention: debit > 0, credit < 0; every transaction sums to zero *per currency*. Exchanging one
 currency for another goes through a ``trading`` account per currency so each currency balances alone.
@@ -8,6 +8,7 @@ currency for another goes through a ``trading`` account per currency so each cur
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -102,13 +103,23 @@ def parse_fill(lines: list[Line]) -> ParsedFill | None:
                       abs(asset.amount), abs(trading_quote.amount), fee or ZERO, fee_ccy, realized)
 
 
-def txn_hash(prev_hash: str, txn_id: str, ts_iso: str, description: str, lines: Iterable[Line]) -> str:
-    """SHA-256 over the previous hash and a canonical rendering of this transaction."""
-    body = "|".join(
+def _txn_body(prev_hash: str, txn_id: str, ts_iso: str, description: str, lines: Iterable[Line]) -> bytes:
+    return "|".join(
         [prev_hash, txn_id, ts_iso, description]
         + [f"{ln.account}:{ln.currency}:{ln.amount.normalize():f}" for ln in sorted(lines, key=_key)]
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    ).encode()
+
+
+def txn_hash(prev_hash: str, txn_id: str, ts_iso: str, description: str, lines: Iterable[Line], *,
+             key: bytes) -> str:
+    """HMAC-SHA256, under a key kept outside the database, over the previous hash and a canonical rendering of
+    this transaction: whoever owns the database can edit a row but cannot recompute a hash that passes."""
+    return hmac.new(key, _txn_body(prev_hash, txn_id, ts_iso, description, lines), hashlib.sha256).hexdigest()
+
+
+def legacy_txn_hash(prev_hash: str, txn_id: str, ts_iso: str, description: str, lines: Iterable[Line]) -> str:
+    """The unkeyed SHA-256 of transactions posted before migration 0008 (it re-chains them under the key)."""
+    return hashlib.sha256(_txn_body(prev_hash, txn_id, ts_iso, description, lines)).hexdigest()
 
 
 def _key(line: Line) -> tuple[str, str, Decimal]:
@@ -188,14 +199,16 @@ class JournalEntry:
     hash: str
 
 
-def verify_chain(journal: Iterable[JournalEntry]) -> list[str]:
+def verify_chain(journal: Iterable[JournalEntry], *, key: bytes | None) -> list[str]:
     """Every way the journal differs from an untouched chain: a recomputed hash that does not match (an
-    edited row), or a link that does not point at its predecessor (a removed or reordered row)."""
+    edited row), or a link that does not point at its predecessor (a removed or reordered row).
+    ``key=None`` checks the legacy unkeyed chain (for migration 0008)."""
     problems, prev = [], GENESIS_HASH
     for e in journal:
         if e.prev_hash != prev:
             problems.append(f"seq {e.seq} ({e.txn_id}): links to {e.prev_hash[:12]}…, expected {prev[:12]}…")
-        if txn_hash(e.prev_hash, e.txn_id, e.ts_iso, e.description, e.lines) != e.hash:
+        fields = (e.prev_hash, e.txn_id, e.ts_iso, e.description, e.lines)
+        if (legacy_txn_hash(*fields) if key is None else txn_hash(*fields, key=key)) != e.hash:
             problems.append(f"seq {e.seq} ({e.txn_id}): content does not match its hash (altered)")
         prev = e.hash
     return problems

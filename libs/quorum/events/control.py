@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from quorum.events.base import Payload
-from quorum.types import CouncilMode, OperatingMode, RiskProfile
+from quorum.events.base import Frozen, Payload
+from quorum.types import CouncilMode, OperatingMode, RiskProfile, TradingMode
 
 
 class _Command(Payload):
@@ -277,3 +277,21 @@ class StartTraining(_Command):
     FAMILY = "control"
 
     model_name: str = Field(min_length=1, max_length=64)
+
+
+class BookDifference(Frozen):
+    kind: str = Field(description="cash (the quote currency) or position (a symbol's quantity)")
+    asset: str = Field(description="the currency or the symbol")
+    risk: Decimal
+    ledger: Decimal
+
+
+class RiskLedgerDiverged(Payload):
+    """Risk's view of cash and positions disagreed with the ledger's in two consecutive checks with no order
+    activity between: a settlement was lost or doubled, and risk decides on wrong figures until it is fixed."""
+
+    FAMILY = "control"
+
+    mode: TradingMode
+    currency: str
+    differences: tuple[BookDifference, ...] = Field(min_length=1)

@@ -95,6 +95,8 @@ class SubmitOrder(Payload):
     limit_price: PositiveDecimal | None = None
     stop_price: PositiveDecimal | None = None
     oco_group: str | None = None
+    oco_size: int | None = Field(default=None, ge=2, le=10,
+                                 description="legs in the OCO group: the venue makes none live before all arrived")
     reference_ts: AwareDatetime
 
     @model_validator(mode="after")

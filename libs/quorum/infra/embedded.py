@@ -57,7 +57,7 @@ class EmbeddedNats:
     """``nats-server -js`` with file storage under ``data_dir``."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # the server may change directory; a relative path would move
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -100,7 +100,8 @@ class EmbeddedPostgres:
     """PostgreSQL from the ``pgserver`` wheel, on TCP 127.0.0.1:<port> with trust auth (local only)."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
-        self.data_dir = Path(data_dir)
+        # Absolute: postgres changes into its data directory before creating the socket lock file in ``-k``.
+        self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None

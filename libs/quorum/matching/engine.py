@@ -56,6 +56,7 @@ class Order:
     stop_price: Decimal | None = None
     tif: TimeInForce = TimeInForce.GTC
     oco_group: str | None = None  # one-cancels-the-others: the first execution in a group cancels the rest
+    oco_size: int | None = None  # legs in the group: none of them is live until all have arrived
 
     def to_dict(self) -> dict[str, Any]:
         return {k: None if v is None else str(v) for k, v in asdict(self).items()}
@@ -65,8 +66,10 @@ class Order:
         def dec(v: str | None) -> Decimal | None:
             return None if v is None else Decimal(v)
 
+        size = d.get("oco_size")
         return cls(d["client_order_id"], Side(d["side"]), Decimal(d["quantity"]), OrderType(d["type"]),
-                   dec(d["limit_price"]), dec(d["stop_price"]), TimeInForce(d["tif"]), d.get("oco_group"))
+                   dec(d["limit_price"]), dec(d["stop_price"]), TimeInForce(d["tif"]), d.get("oco_group"),
+                   None if size is None else int(size))
 
 
 # --- outputs ---------------------------------------------------------------------------------------------
@@ -146,11 +149,13 @@ class MatchingEngine:
     seed: int = 0
     rng: random.Random = field(init=False)
     now: int = field(init=False, default=0)
+    market_ts: int = field(init=False, default=0)  # time of the latest market event applied (book, trade, candle)
     seq: int = field(init=False, default=0)
     book: Book | None = field(init=False, default=None)
     pending: dict[str, _Live] = field(init=False, default_factory=dict)
     stops: dict[str, _Live] = field(init=False, default_factory=dict)
     resting: dict[str, _Live] = field(init=False, default_factory=dict)
+    waiting: dict[str, _Live] = field(init=False, default_factory=dict)  # OCO legs whose group is incomplete
     final: dict[str, OrderStatus] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,7 +168,7 @@ class MatchingEngine:
         def apply(ts: int, out: list[Output]) -> None:
             self.book = Book.snapshot(ts, bids, asks)
 
-        return self._event(ts, apply)
+        return self._market(ts, apply)
 
     def on_trade(self, ts: int, price: Decimal, qty: Decimal, side: Side | None = None) -> list[Output]:
         """A public trade. ``side`` (the taker's) is informational: only price and quantity matter here."""
@@ -172,7 +177,7 @@ class MatchingEngine:
                          lambda o: price >= o.order.limit_price)
             self._trigger(ts, out, price, price)
 
-        return self._event(ts, apply)
+        return self._market(ts, apply)
 
     def on_candle(self, ts: int, open_: Decimal, high: Decimal, low: Decimal, close: Decimal,
                   volume: Decimal) -> list[Output]:
@@ -186,32 +191,59 @@ class MatchingEngine:
                                                              self.config.lot_step)
             self._trigger(ts, out, high, low)
 
-        return self._event(ts, apply)
+        return self._market(ts, apply)
 
     def submit(self, ts: int, order: Order) -> list[Output]:
+        """The order leaves for the venue at market time ``ts`` (its own time, not how far the engine got: an
+        order is never placed against market data newer than ``ts`` unless that data is already applied) and
+        arrives after a latency drawn from the seed and its own id, whatever else was submitted before it."""
         def apply(ts: int, out: list[Output]) -> None:
             reason = self._invalid(order)
             if reason:
                 out.append(StatusChange(order.client_order_id, S.REJECTED, ts, ZERO, reason))
                 if reason != "DUPLICATE_ORDER":
                     self._remember(order.client_order_id, S.REJECTED)
+                    out.extend(self.abandon_group(ts, order.oco_group))
                 return
             self.seq += 1
-            self.pending[order.client_order_id] = _Live(order, ts + self.config.latency.draw(self.rng), self.seq)
+            live = _Live(order, ts + self.latency_of(order.client_order_id), self.seq)
+            if order.oco_group is None or not order.oco_size or order.oco_size <= 1:
+                self.pending[order.client_order_id] = live
+                return
+            self.waiting[order.client_order_id] = live
+            legs = [o for o in self.waiting.values() if o.order.oco_group == order.oco_group]
+            if len(legs) >= order.oco_size:  # the group is complete: its legs arrive together, with the last
+                due = max(o.due for o in legs)
+                for o in legs:
+                    del self.waiting[o.order.client_order_id]
+                    o.due = due
+                    self.pending[o.order.client_order_id] = o
 
-        return self._event(ts, apply)
+        return self._event(ts, apply, clamp=self.market_ts)
+
+    def abandon_group(self, ts: int, oco_group: str | None) -> list[Output]:
+        """A leg of this group was refused: the group can never complete, so its waiting legs are cancelled."""
+        out: list[Output] = []
+        for o in [o for o in self.waiting.values() if oco_group and o.order.oco_group == oco_group]:
+            self._finish(self.waiting.pop(o.order.client_order_id), S.CANCELED, ts, out, "OCO_LEG_REJECTED")
+        return out
+
+    def latency_of(self, client_order_id: str) -> int:
+        """The order's latency: a function of the seed and the order alone, so the order in which orders are
+        submitted (or whether a late one is replayed in a separate engine) never changes anyone's delay."""
+        return self.config.latency.draw(random.Random(f"{self.seed}:{client_order_id}"))
 
     def cancel(self, ts: int, client_order_id: str) -> list[Output]:
         """Takes effect at ``ts``, no latency: an order still on its way is cancelled before it arrives."""
         def apply(ts: int, out: list[Output]) -> None:
-            for pool in (self.pending, self.stops, self.resting):
+            for pool in (self.pending, self.waiting, self.stops, self.resting):
                 if client_order_id in pool:
                     self._finish(pool.pop(client_order_id), S.CANCELED, ts, out)
                     return
             reason = "ALREADY_FINAL" if client_order_id in self.final else "UNKNOWN_ORDER"
             out.append(CancelRejected(client_order_id, ts, reason))
 
-        return self._event(ts, apply)
+        return self._event(ts, apply, clamp=self.market_ts)
 
     def advance(self, ts: int) -> list[Output]:
         """Time passed with no market event: orders due by ``ts`` arrive."""
@@ -219,11 +251,21 @@ class MatchingEngine:
 
     # --- mechanics ---------------------------------------------------------------------------------------
 
-    def _event(self, ts: int, apply: Callable[[int, list[Output]], None]) -> list[Output]:
-        ts = max(ts, self.now)  # a late event is applied now: the engine's clock never runs backwards
+    def _market(self, ts: int, apply: Callable[[int, list[Output]], None]) -> list[Output]:
+        """Market data keeps its own time: an order stamped later (an operator's, at the wall clock, during a
+        replay of history) must not move the fills of later candles to the wall clock too."""
+        out = self._event(ts, apply, clamp=self.market_ts)
+        self.market_ts = max(self.market_ts, ts)
+        return out
+
+    def _event(self, ts: int, apply: Callable[[int, list[Output]], None], clamp: int | None = None) -> list[Output]:
+        """``clamp``: the earliest time the event may take effect (default: now, so the clock never runs
+        backwards). Orders and cancels clamp to the last market event instead: two orders sent at the same
+        market time are both placed at that time, whatever the engine did for the first one."""
+        ts = max(ts, self.now if clamp is None else clamp)
         out: list[Output] = []
         self._arrive(out, lambda due: due < ts)
-        self.now = ts
+        self.now = max(self.now, ts)
         apply(ts, out)
         self._arrive(out, lambda due: due <= ts)
         return out
@@ -240,7 +282,7 @@ class MatchingEngine:
     def _invalid(self, order: Order) -> str | None:
         q, lot, coid = order.quantity, self.config.lot_step, order.client_order_id
         prices = (order.limit_price, order.stop_price)
-        if coid in self.final or any(coid in pool for pool in (self.pending, self.stops, self.resting)):
+        if coid in self.final or any(coid in pool for pool in self._pools().values()):
             return "DUPLICATE_ORDER"
         if not isinstance(q, Decimal) or not q.is_finite() or q <= 0:
             return "INVALID_QUANTITY"
@@ -323,7 +365,7 @@ class MatchingEngine:
     def _cancel_partners(self, o: _Live, ts: int, out: list[Output]) -> None:
         """As on Binance: once one order of an OCO group executes (even partly), the others are cancelled in
         the same instant, so the group can never sell the same coins twice."""
-        for pool in (self.pending, self.stops, self.resting):
+        for pool in (self.pending, self.waiting, self.stops, self.resting):
             for partner in [p for p in pool.values() if p.order.oco_group == o.order.oco_group and p is not o]:
                 self._finish(pool.pop(partner.order.client_order_id), S.CANCELED, ts, out, "OCO")
 
@@ -348,6 +390,7 @@ class MatchingEngine:
         version, internal, gauss = self.rng.getstate()
         return {
             "version": 1, "symbol": self.symbol, "seed": self.seed, "now": self.now, "seq": self.seq,
+            "market_ts": self.market_ts,
             "rng": [version, list(internal), gauss],
             "book": self.book.to_dict() if self.book else None,
             "orders": [{"phase": phase, "order": o.order.to_dict(), "due": o.due, "seq": o.seq,
@@ -361,7 +404,7 @@ class MatchingEngine:
         if d.get("version") != 1:
             raise ValueError(f"unknown matching state version {d.get('version')}")
         engine = cls(d["symbol"], config, d["seed"])
-        engine.now, engine.seq = d["now"], d["seq"]
+        engine.now, engine.seq, engine.market_ts = d["now"], d["seq"], d.get("market_ts", d["now"])
         version, internal, gauss = d["rng"]
         engine.rng.setstate((version, tuple(internal), gauss))
         engine.book = Book.from_dict(d["book"]) if d["book"] else None
@@ -373,4 +416,30 @@ class MatchingEngine:
         return engine
 
     def _pools(self) -> dict[str, dict[str, _Live]]:
-        return {"pending": self.pending, "stops": self.stops, "resting": self.resting}
+        return {"pending": self.pending, "waiting": self.waiting, "stops": self.stops, "resting": self.resting}
+
+    # --- orders that arrive after the engine moved on -----------------------------------------------------
+
+    @property
+    def has_live_orders(self) -> bool:
+        return any(self._pools().values())
+
+    def spawn(self) -> MatchingEngine:
+        """An empty engine with the same configuration and seed: where a late order is replayed over the market
+        data of its own time before it joins this one (``adopt``)."""
+        return MatchingEngine(self.symbol, self.config, self.seed)
+
+    def hand_over_group(self, oco_group: str | None, into: MatchingEngine) -> None:
+        """Move this group's legs still waiting for their partners into ``into`` (a replay engine)."""
+        for coid, o in [(c, o) for c, o in self.waiting.items() if oco_group and o.order.oco_group == oco_group]:
+            del self.waiting[coid]
+            into.waiting[coid] = o
+
+    def adopt(self, other: MatchingEngine) -> None:
+        """Take over the orders ``other`` still holds (resting, armed, pending or waiting), queued behind ours,
+        and what it finished (so duplicates and cancels of them are recognized)."""
+        for phase, pool in other._pools().items():
+            for o in sorted(pool.values(), key=lambda o: o.seq):
+                self._queue(self._pools()[phase], o)
+        for coid, status in other.final.items():
+            self._remember(coid, status)

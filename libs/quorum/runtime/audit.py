@@ -1,11 +1,13 @@
 """Writing the audit trail: one row in ``audit_log`` and one ``ActionAudited`` event, in the caller's
 transaction, so an action and its record commit (or vanish) together. Rows are hash-chained in id order
-under an advisory lock, so concurrent writers (every service audits) cannot fork the chain."""
+under an advisory lock, so concurrent writers (every service audits) cannot fork the chain, and keyed with
+the chain key (``QUORUM_CHAIN_KEY``, from the service's settings), which the database never sees."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
@@ -17,7 +19,7 @@ from quorum.runtime.handling import Context
 
 
 async def record_audit(ctx: Context, *, actor: str, action: str, mode: str, risk_profile: str, status: str,
-                       details: dict[str, Any], key: object) -> None:
+                       details: dict[str, Any], key: object, chain_key: SecretStr) -> None:
     """``actor`` is ``USER:<token id>`` or ``SYSTEM:<service>``; ``key`` makes the record's id deterministic."""
     event_id = stable_uuid("audit", key, status)
     details = canonical_details(details)
@@ -28,8 +30,8 @@ async def record_audit(ctx: Context, *, actor: str, action: str, mode: str, risk
             ).scalar_one_or_none() or GENESIS
     row = {"event_id": str(event_id), "ts": ctx.clock.now(), "actor": actor, "action": action, "mode": mode,
            "risk_profile": risk_profile, "status": status, "details": details}
-    await ctx.conn.execute(insert(audit_log).values(
-        **{**row, "event_id": event_id}, prev_hash=prev, hash=row_hash(prev, row)))
+    digest = row_hash(prev, row, key=chain_key.get_secret_value().encode())
+    await ctx.conn.execute(insert(audit_log).values(**{**row, "event_id": event_id}, prev_hash=prev, hash=digest))
     ctx.emit(ActionAudited(actor=actor, action=action, mode=mode, risk_profile=risk_profile, status=status,
                            details=details), key=str(event_id))
 

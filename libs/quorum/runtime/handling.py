@@ -3,7 +3,9 @@
 For every message: decode (undecodable -> dead letter at once), then in ONE database transaction claim the
 event id in the inbox, run the handler and write its outgoing events to the outbox; commit; only then ack.
 A handler failure is retried (nak with backoff) up to the consumer's ``max_deliver``; the last failure sends
-the message to the dead-letter stream with the error, and consumption goes on.
+the message to the dead-letter stream with the error, and consumption goes on. Failures that are not the
+message's own spend no delivery: a database that is away or restarting holds the message until it is back,
+and a deadlock or serialization failure re-runs the transaction at once.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -61,6 +65,10 @@ class Context:
         self.emitted.append(env)
         return env
 
+    def retract(self, env: Envelope[Any]) -> None:
+        """Take back an event emitted in this unit of work (e.g. a natural-key conflict showed it was done)."""
+        self.emitted.remove(env)
+
 
 Handler = Callable[[Context], Awaitable[None]]
 
@@ -70,16 +78,76 @@ class _Abandoned(Exception):
 
 
 INFRASTRUCTURE_ERRORS = (DBAPIError, OSError, ConnectionError)
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+CONFLICT_RETRIES = 5
+# Client-side losses of the connection carry no SQLSTATE.
+_DISCONNECTS = frozenset({"ConnectionDoesNotExistError", "ConnectionFailureError", "InterfaceError"})
 
 
-def _is_connectivity(exc: BaseException) -> bool:
-    """True for 'cannot talk to the database', False for errors the message itself causes."""
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc.orig, (OSError, ConnectionError)) or (
-            type(exc.orig).__name__ in {"ConnectionDoesNotExistError", "CannotConnectNowError",
-                                         "ConnectionFailureError", "InterfaceError"}
-        )
-    return True
+class Failure(StrEnum):
+    CONNECTIVITY = "connectivity"  # the database is away, restarting or refusing connections: hold the message
+    CONFLICT = "conflict"  # lost a lock race (deadlock, serialization): run the transaction again at once
+    MESSAGE = "message"  # the message's own failure: nak with backoff, then dead-letter
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error and what it wraps (SQLAlchemy's ``orig``, the driver's ``__cause__``), outermost first."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return out
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+    return None
+
+
+def classify(exc: BaseException) -> Failure:
+    """By SQLSTATE: class 08 (connection exception) and 57P (operator intervention: admin or crash shutdown,
+    "cannot connect now" while starting up or shutting down) are outages; 40P01/40001 are lock races;
+    anything else a database says is about the message. Errors outside the database (sockets) are outages."""
+    if not isinstance(exc, INFRASTRUCTURE_ERRORS):
+        return Failure.MESSAGE
+    state = sqlstate(exc)
+    if state is not None:
+        if state.startswith(("08", "57P")):
+            return Failure.CONNECTIVITY
+        return Failure.CONFLICT if state in CONFLICT_SQLSTATES else Failure.MESSAGE
+    if not isinstance(exc, DBAPIError):
+        return Failure.CONNECTIVITY
+    chain = _chain(exc)
+    if exc.connection_invalidated or any(isinstance(e, (OSError, ConnectionError)) for e in chain) or any(
+        type(e).__name__ in _DISCONNECTS for e in chain
+    ):
+        return Failure.CONNECTIVITY
+    return Failure.MESSAGE
+
+
+T = TypeVar("T")
+
+
+async def retry_conflicts(attempt: Callable[[], Awaitable[T]], *, retries: int = CONFLICT_RETRIES) -> T:
+    """Run a whole transaction, and again (after a tiny jittered pause) while it loses a deadlock or
+    serialization race: the other side has committed by then, so a retry almost always goes through."""
+    n = 0
+    while True:
+        try:
+            return await attempt()
+        except INFRASTRUCTURE_ERRORS as exc:
+            n += 1
+            if n > retries or classify(exc) is not Failure.CONFLICT:
+                raise
+            log.info("transaction lost a lock race (%s); running it again (%d/%d)", sqlstate(exc), n, retries)
+            await asyncio.sleep(random.uniform(0.002, 0.02) * n)
 
 
 def _backoff(delivered: int) -> float:
@@ -111,6 +179,7 @@ class ConsumerLoop:
         self._batch = batch
         self._sub: Any = None
         self._stopping: asyncio.Event | None = None
+        self._batch_left: list[Msg] = []  # fetched, not yet processed: kept in progress while one is held
 
     async def bind(self) -> None:
         """Bind to the provisioned durable; raises if provisioning has not declared it yet."""
@@ -136,9 +205,11 @@ class ConsumerLoop:
                 log.warning("fetch on %s failed: %s", self.spec.durable, exc)
                 await asyncio.sleep(1.0)
                 continue
-            for msg in msgs:
+            for i, msg in enumerate(msgs):
                 # Finish the fetched batch even when stopping: each message is acked or left to redeliver.
+                self._batch_left = msgs[i + 1:]
                 await self.process(msg)
+            self._batch_left = []
 
     async def _next_batch(self) -> list[Msg]:
         """Drain what is available at once; when idle, long-poll for ONE message so it is handled the moment
@@ -146,7 +217,7 @@ class ConsumerLoop:
         try:
             return await self._sub.fetch(self._batch, timeout=0.1)
         except TimeoutError:
-            return await self._sub.fetch(1, timeout=2.0)
+            return await self._sub.fetch(1, timeout=self.spec.idle_poll_s)
 
     async def process(self, msg: Msg) -> None:
         delivered = msg.metadata.num_delivered
@@ -201,23 +272,36 @@ class ConsumerLoop:
             return ctx
 
     async def _apply_when_infrastructure_allows(self, envelope: Envelope[Any], msg: Msg) -> Context | None:
-        """An unreachable database is not the message's fault: keep the message (extending its ack
-        deadline) and retry until the database is back, instead of burning deliveries into the DLQ."""
+        """An unreachable or restarting database is not the message's fault: keep the message (and the rest of
+        its batch) in progress and retry until the database is back, instead of burning deliveries into the
+        DLQ. Lock races are re-run at once, in-process."""
         delay = 0.5
         while True:
             try:
-                return await self._apply(envelope)
+                return await retry_conflicts(lambda: self._apply(envelope))
             except INFRASTRUCTURE_ERRORS as exc:
-                if not _is_connectivity(exc):
+                if classify(exc) is not Failure.CONNECTIVITY:
                     raise
                 if self._stopping is not None and self._stopping.is_set():
                     raise _Abandoned() from exc
                 log.warning("database unavailable (%s); holding %s and retrying in %.1fs",
                             str(exc).splitlines()[0][:200], envelope.event_type, delay)
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
-                await asyncio.sleep(delay)
+                await self._hold(msg, delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _hold(self, msg: Msg, seconds: float) -> None:
+        """Wait, telling the server every third of ``ack_wait`` that this message and the rest of its fetched
+        batch are still being worked on, so none of them is redelivered (which would count a delivery)."""
+        step = max(self.spec.ack_wait_s / 3, 0.05)
+        deadline = time.monotonic() + seconds
+        while True:
+            for m in (msg, *self._batch_left):
+                with contextlib.suppress(Exception):
+                    await m.in_progress()
+            left = deadline - time.monotonic()
+            if left <= 0 or (self._stopping is not None and self._stopping.is_set()):
+                return
+            await asyncio.sleep(min(step, left))
 
     async def _ack(self, msg: Msg) -> None:
         await msg.ack()

@@ -29,7 +29,7 @@ from quorum.clock import Clock, LiveClock
 from quorum.db.engine import create_engine
 from quorum.db.outbox import OutboxRelay, enqueue
 from quorum.metrics import SERVICE_STATE
-from quorum.runtime.handling import ConsumerLoop, Context, Handler
+from quorum.runtime.handling import ConsumerLoop, Context, Handler, retry_conflicts
 from quorum.runtime.logs import setup_logging
 from quorum.runtime.settings import ServiceSettings
 from quorum.topology import TOPOLOGY
@@ -96,13 +96,21 @@ class Service:
         return {}
 
     async def transact(self, work: Callable[[Context], Awaitable[Any]]) -> Any:
-        """Run ``work`` in one transaction outside any consumer (start-up, HTTP requests); emitted events go
-        through the outbox and are relayed after the commit."""
+        """Run ``work`` in one transaction outside any consumer (start-up, HTTP requests, periodic tasks);
+        emitted events go through the outbox and are relayed after the commit. A transaction that loses a
+        deadlock or serialization race is run again at once (``work`` must be safe to re-run: it is, as long
+        as it only acts through ``ctx``)."""
         assert self.engine is not None and self.relay is not None
-        async with self.engine.begin() as conn:
-            ctx = Context(conn=conn, clock=self.clock, service=self.NAME)
-            result = await work(ctx)
-            await enqueue(conn, self.NAME, ctx.emitted)
+        engine = self.engine
+
+        async def attempt() -> tuple[Context, Any]:
+            async with engine.begin() as conn:
+                ctx = Context(conn=conn, clock=self.clock, service=self.NAME)
+                result = await work(ctx)
+                await enqueue(conn, self.NAME, ctx.emitted)
+            return ctx, result
+
+        ctx, result = await retry_conflicts(attempt)
         for fn in ctx.after_commit:
             fn()
         if ctx.emitted:
