@@ -62,7 +62,7 @@ from quorum.runtime.audit import active_profile, record_audit
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
-from quorum.types import OperatingMode, OrderStatus, OrderType, Side, TimeInForce, split_symbol
+from quorum.types import Intent, OperatingMode, OrderStatus, OrderType, Side, TimeInForce, split_symbol
 from quorum.venues.paper import PaperVenueView
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -304,25 +304,44 @@ class OmsService(Service):
         return await self._place(ctx, Order(
             client_order_id=client_order_id(intent.decision_id), decision_id=intent.decision_id,
             exchange=intent.exchange, symbol=intent.symbol, side=intent.side, quantity=intent.quantity,
-            purpose=intent.intent.value if intent.side is Side.BUY else "EXIT", reference_ts=intent.reference_ts,
+            purpose=_purpose(intent), reference_ts=intent.reference_ts,
             order_type=intent.order_type, stop_loss=intent.stop_loss, take_profit=intent.take_profit,
         ))
 
     async def _protect(self, ctx: Context, entry: Any) -> None:
         """Attach the entry's stop-loss and take-profit as one OCO group over what it filled."""
-        if entry.side != Side.BUY.value or entry.filled_quantity <= 0 or not (entry.stop_loss or entry.take_profit):
+        if entry.side != Side.BUY.value or entry.filled_quantity <= 0:
             return
+        await self._attach(ctx, entry, entry.filled_quantity, entry.stop_loss, entry.take_profit)
+
+    async def _reprotect(self, ctx: Context, reduced: Any) -> None:
+        """A partial exit (take-profit, de-risk) cancelled the protection first: what is still held gets the
+        latest entry's stop-loss and take-profit again, as one new OCO group, so it is never left bare."""
+        if reduced.purpose != REDUCE or reduced.filled_quantity <= 0:
+            return
+        held = (await self._positions(ctx)).get(reduced.symbol, Decimal(0))
+        entry = (await ctx.conn.execute(select(orders).where(
+            orders.c.mode == self.mode, orders.c.symbol == reduced.symbol, orders.c.side == Side.BUY.value,
+            orders.c.purpose.in_(("ENTRY", "REENTRY")), orders.c.filled_quantity > 0,
+            (orders.c.stop_loss.is_not(None)) | (orders.c.take_profit.is_not(None)),
+        ).order_by(orders.c.reference_ts.desc(), orders.c.client_order_id.desc()).limit(1))).first()
+        if held > 0 and entry is not None:
+            await self._attach(ctx, reduced, held, entry.stop_loss, entry.take_profit)
+
+    async def _attach(self, ctx: Context, cause: Any, quantity: Decimal, stop: Decimal | None,
+                      target: Decimal | None) -> None:
+        """Stop-loss and take-profit over ``quantity``, ids derived from the order that caused them."""
         legs = []
-        if entry.stop_loss:
-            legs.append(("SL", dict(order_type=OrderType.STOP, stop_price=entry.stop_loss), "STOP_LOSS"))
-        if entry.take_profit:
-            legs.append(("TP", dict(order_type=OrderType.LIMIT, limit_price=entry.take_profit), "TAKE_PROFIT"))
+        if stop:
+            legs.append(("SL", dict(order_type=OrderType.STOP, stop_price=stop), "STOP_LOSS"))
+        if target:
+            legs.append(("TP", dict(order_type=OrderType.LIMIT, limit_price=target), "TAKE_PROFIT"))
         for kind, prices, purpose in legs:
             await self._place(ctx, Order(
-                client_order_id=derived_order_id(kind, entry.client_order_id), exchange=entry.exchange,
-                symbol=entry.symbol, side=Side.SELL, quantity=entry.filled_quantity, purpose=purpose,
-                reference_ts=entry.reference_ts, parent=entry.client_order_id,
-                oco_group=entry.client_order_id if len(legs) > 1 else None,
+                client_order_id=derived_order_id(kind, cause.client_order_id), exchange=cause.exchange,
+                symbol=cause.symbol, side=Side.SELL, quantity=quantity, purpose=purpose,
+                reference_ts=cause.reference_ts, parent=cause.client_order_id,
+                oco_group=cause.client_order_id if len(legs) > 1 else None,
                 oco_size=len(legs) if len(legs) > 1 else None, **prices))
 
     async def _cancel_open(self, ctx: Context, symbol: str | None, reason: str,
@@ -384,6 +403,7 @@ class OmsService(Service):
         await self._maybe_close(ctx, order)
         if OrderStatus(order.status) is OrderStatus.FILLED:
             await self._protect(ctx, order)
+            await self._reprotect(ctx, order)
         return True
 
     async def _maybe_close(self, ctx: Context, order: Any) -> None:
@@ -394,6 +414,8 @@ class OmsService(Service):
             await self._record_transition(ctx, order, closed, order.reason_code)
             if order.purpose in ("ENTRY", "REENTRY"):
                 await self._protect(ctx, await self._load(ctx, order.client_order_id))
+            elif order.purpose == REDUCE:
+                await self._reprotect(ctx, await self._load(ctx, order.client_order_id))
 
     async def on_fill(self, ctx: Context) -> None:
         await self._apply_fill(ctx, ctx.message.payload, ctx.message.event_id)
@@ -528,6 +550,13 @@ class OmsService(Service):
 
 
 PROTECTIVE = ("STOP_LOSS", "TAKE_PROFIT")
+REDUCE = "REDUCE"  # a sell that leaves a position (the council's take-profit or de-risk): protected again after
+
+
+def _purpose(intent: OrderIntentApproved) -> str:
+    if intent.side is Side.BUY:
+        return intent.intent.value
+    return REDUCE if intent.intent in (Intent.TAKE_PROFIT, Intent.DERISK) else "EXIT"
 
 
 def _fill_event_id(f: OrderFilled) -> Any:

@@ -200,3 +200,39 @@ async def test_an_order_the_venue_is_behind_fills_at_its_own_candle_from_the_sto
 
 async def _reached(url: str, ts: datetime) -> bool:
     return await venue_time(url) == ts
+
+
+# --- a partial exit leaves nothing bare ---------------------------------------------------------------------------
+
+async def test_a_partial_take_profit_protects_what_is_still_held_with_a_new_oco_group(
+        infra: Any, database_url: str, tmp_path: Path) -> None:
+    url = database_url
+    async with running(*stack(tmp_path)):
+        await authorize(infra)
+        await publish(infra, url, candle(0, "100"))
+        await send(infra, decision(0, Action.BUY, Intent.ENTRY, "100", stop="95", target="110"))
+        await both_legs_rest(url)
+        await publish(infra, url, candle(1, "105", high="106", low="104"))  # crosses neither leg
+        await send(infra, decision(1, Action.SELL, Intent.TAKE_PROFIT, "105", fraction="0.5"))
+        await until("the remainder is protected again", lambda: _legs(url, "REDUCE", "ACCEPTED"))
+        await publish(infra, url, candle(2, "96", high="101", low="94"))  # through the stop
+        await until("the new stop sells the rest", lambda: _legs(url, "REDUCE", "FILLED"))
+        await until("risk is flat", lambda: flat(url))
+
+    by_id = {r.client_order_id: r for r in await rows(url, select(orders))}
+    reduce_ = next(o for o in by_id.values() if o.purpose == "REDUCE")
+    first = [o for o in by_id.values() if o.parent_client_order_id not in (None, reduce_.client_order_id)]
+    again = [o for o in by_id.values() if o.parent_client_order_id == reduce_.client_order_id]
+    assert reduce_.status == "FILLED" and 0 < reduce_.filled_quantity < D(20)
+    assert {(o.purpose, o.status) for o in first} == {("STOP_LOSS", "CANCELED"), ("TAKE_PROFIT", "CANCELED")}
+    assert {(o.purpose, o.status) for o in again} == {("STOP_LOSS", "FILLED"), ("TAKE_PROFIT", "CANCELED")}
+    assert all(o.quantity == D(20) - reduce_.filled_quantity for o in again)  # exactly what was still held
+    assert {o.oco_group for o in again} == {reduce_.client_order_id}
+
+
+async def _legs(url: str, parent_purpose: str, stop_status: str) -> bool:
+    """The stop-loss placed after an order of ``parent_purpose`` filled has reached ``stop_status``."""
+    by_id = {r.client_order_id: r for r in await rows(url, select(orders))}
+    parents = {c for c, o in by_id.items() if o.purpose == parent_purpose and o.status == "FILLED"}
+    return any(o.parent_client_order_id in parents and o.purpose == "STOP_LOSS" and o.status == stop_status
+               for o in by_id.values())
