@@ -22,7 +22,7 @@ from quorum.events.control import AuthorizeRouting
 from tests.integration.helpers import assert_risk_matches_ledger, publish
 from tests.support import data_file, run_sql
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # a killed consumer's messages wait out ack_wait (30 s)
 
 CANDLES = 400  # Solo RSI on these BTC/USDT hours: entries, exits, an OCO stop-loss fill, re-entries
 PIPELINE = ("features", "inference", "council", "risk", "oms", "matching", "ledger")

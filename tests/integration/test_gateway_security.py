@@ -312,6 +312,11 @@ async def test_models_are_selected_by_the_owning_service_and_a_service_shuts_dow
         train = await admin.post("/controls/model/train", json={"model_name": "baseline-momentum"})
         status_ = (await admin.get("/status")).json()
         stop = await admin.post("/controls/shutdown", json={"service": "inference", "reason": "maintenance"})
+        # The service confirms (and the gateway answers) first, then stops: give it a moment to get there.
+        for _ in range(100):
+            if inference.stopping.is_set():
+                break
+            await asyncio.sleep(0.05)
         stopping = inference.stopping.is_set()
 
     assert (unknown.status_code, known.status_code, train.status_code) == (409, 200, 409)
