@@ -90,6 +90,8 @@ DECISION_HEADS = ("features-candles",)  # where the decision side of a candle st
 
 async def hold(js: JetStreamContext, consumers: Iterable[ConsumerSpec], *, for_s: float = 300.0) -> None:
     """Pause these consumers (for at most ``for_s``: a replay that dies mid-candle does not stall them)."""
+    # The NATS server reads the deadline in its own (wall) clock: this is infrastructure timing, not market time,
+    # and no decision depends on it (a replay releases the consumers itself long before it passes).
     until = (datetime.now(UTC) + timedelta(seconds=for_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     await asyncio.gather(*(js.pause_consumer(c.stream, c.durable, until) for c in consumers))
 
