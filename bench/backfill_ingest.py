@@ -1,7 +1,8 @@
 """Benchmark: how fast the backfill's write path ingests candles into PostgreSQL.
 
 For N candles (default 1,000,000: the real BTC/USDT 1m file, 50,000 rows, repeated over distinct symbols) it
-measures each stage of ``quorum.marketdata.backfill`` on its own and together, per page size:
+measures each stage of the backfill's write path (``quorum.marketdata.bulk`` and ``.store``) on its own and
+together, per page size:
 
 * prepare: text rows -> ``accepted_frame`` (validation with ``CandleValidator``'s verdicts, event ids);
 * write:   ``write_candles``, one transaction per page: CSV COPY -> temp staging -> one merge into candles;
@@ -75,7 +76,7 @@ def pages(series: list[tuple[str, pl.DataFrame]], size: int) -> Iterator[tuple[s
 
 
 def prepare(series: list[tuple[str, pl.DataFrame]], size: int, now: datetime) -> list[pl.DataFrame]:
-    from quorum.marketdata.backfill import accepted_frame
+    from quorum.marketdata.bulk import accepted_frame
     from quorum.marketdata.validation import CandleValidator, SeriesId
 
     validators = {s: CandleValidator(SeriesId("binance", s, "1m")) for s, _ in series}
@@ -89,7 +90,8 @@ async def write(url: str, frames: list[pl.DataFrame], *, truncate: bool,
     """Write prepared frames (or, with ``series``, prepare each page just before writing it)."""
     from quorum.clock import LiveClock
     from quorum.db.engine import create_engine
-    from quorum.marketdata.backfill import accepted_frame, write_candles
+    from quorum.marketdata.bulk import accepted_frame
+    from quorum.marketdata.store import write_candles
     from quorum.marketdata.validation import CandleValidator, SeriesId
     from sqlalchemy import text
 
@@ -125,7 +127,7 @@ async def binary_copy_alternative(url: str, frame: pl.DataFrame) -> float:
     from uuid import UUID
 
     import asyncpg
-    from quorum.marketdata.backfill import COLUMNS
+    from quorum.marketdata.store import COLUMNS
 
     records = [(e, s, tf, datetime.fromisoformat(ts), *map(Decimal, prices), UUID(eid))
                for e, s, tf, ts, *prices, eid in frame.iter_rows()]
@@ -142,7 +144,7 @@ async def binary_copy_alternative(url: str, frame: pl.DataFrame) -> float:
 
 def row_by_row_alternative(rows: pl.DataFrame, now: datetime) -> float:
     """rows/s of ``CandleValidator.check`` (pydantic) + ``candle_event_id`` per row: what bulk validation replaces."""
-    from quorum.marketdata.backfill import candle_event_id
+    from quorum.marketdata.keys import candle_event_id
     from quorum.marketdata.validation import CandleValidator, SeriesId
 
     v = CandleValidator(SeriesId("binance", "BTC/USDT", "1m"))

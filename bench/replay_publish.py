@@ -61,7 +61,8 @@ async def replay(db: str, nats_url: str, path: Path, rows: int, batch: int) -> t
     from quorum.bus.connection import connect, jetstream
     from quorum.infra.embedded import free_port
 
-    from services.market_data.service import MarketDataService, MarketDataSettings
+    from services.market_data.service import MarketDataService
+    from services.market_data.settings import MarketDataSettings
 
     os.environ.update({"DATABASE_URL": db, "NATS_URL": nats_url, "QUORUM_ENVIRONMENT": "test"})
     svc = MarketDataService(MarketDataSettings(http_port=free_port(), replay_file=path, replay_speed=0.0,

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DATA_DIR_ENV = "QUORUM_DATA_DIR"
 
@@ -216,6 +217,38 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-run the stored candles through the in-process runner and compare with what the services recorded.
+    Exit 1 when anything differs."""
+    from datetime import datetime
+
+    from quorum.backtest.config import RunnerConfig
+    from quorum.backtest.replay import Range, recorded, replay
+    from quorum.db.engine import create_engine
+    from quorum.runtime.settings import DEV_DATABASE_URL
+
+    def when(text: str | None) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    rng = Range(when(args.start), when(args.end), tuple(args.symbol or ()), args.timeframe)
+
+    async def load() -> tuple[Any, Any]:
+        engine = create_engine(args.database_url or os.environ.get("DATABASE_URL", DEV_DATABASE_URL))
+        try:
+            async with engine.connect() as conn:
+                return await recorded(conn, rng)
+        finally:
+            await engine.dispose()
+
+    stream, rows = asyncio.run(load())
+    if not stream:
+        print("quorum replay: no stored candles in that range", file=sys.stderr)
+        return 2
+    if rng != Range():
+        rows.pop("balances")  # the books hold the whole session: compared only when the whole session is replayed
+    return 1 if replay(stream, rows, RunnerConfig.from_env()) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quorum", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -241,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="verify the audit trail's hash chain (DATABASE_URL)")
     au.add_argument("action", choices=["verify"])
     au.set_defaults(func=cmd_audit)
+
+    rp = sub.add_parser("replay", help="re-run the stored candles through the runner and report every decision, "
+                                       "order, fill or balance that differs from what was recorded (DATABASE_URL)")
+    rp.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the running native stack's")
+    rp.add_argument("--from", dest="start", default=None, help="first candle open time (ISO 8601)")
+    rp.add_argument("--to", dest="end", default=None, help="last candle open time (ISO 8601)")
+    rp.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
+    rp.add_argument("--timeframe", default=None)
+    rp.set_defaults(func=cmd_replay)
 
     d = sub.add_parser("dev", help="run the whole system natively (embedded NATS + PostgreSQL unless URLs given)")
     d.add_argument("--replay", type=Path, default=None,

@@ -9,16 +9,15 @@ so a restart changes nothing.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-from quorum.council.base import FeatureRow, PositionView, PredictionView, RiskTag, StrategyBase, StrategyInput
-from quorum.council.campaign import Campaign, CampaignParams, apply_fill
-from quorum.council.engine import DEFAULT_PROFILE_FILTERS, Council, Outcome, ProfileFilter, SymbolControl
+from quorum.council import decide as council_decide
+from quorum.council.base import FeatureRow, PredictionView, StrategyInput
+from quorum.council.campaign import Campaign
+from quorum.council.decide import CouncilBook, CouncilParams, Origin
+from quorum.council.engine import Council, Outcome, SymbolControl
 from quorum.council.karma import Observation, adaptive_weights, scorecard
-from quorum.council.strategies import default_strategies, parse_strategies
+from quorum.council.settings import CouncilConfig
 from quorum.db.tables import (
     council_campaigns,
     council_controls,
@@ -30,15 +29,15 @@ from quorum.db.tables import (
     signals,
     strategy_failures,
 )
-from quorum.events.control import ControlRefused, CouncilModeChanged, RiskProfileChanged, SetCouncilMode
+from quorum.events.control import CouncilModeChanged, SetCouncilMode
 from quorum.events.fills import OrderFilled
 from quorum.events.predictions import PredictionMade
-from quorum.events.signals import DecisionMade, StrategyDisabled, Vote
+from quorum.events.signals import DecisionMade
 from quorum.ids import client_order_id
 from quorum.runtime.handling import Context, Handler
+from quorum.runtime.outcomes import emit_outcome
 from quorum.runtime.service import Service
-from quorum.runtime.settings import ServiceSettings
-from quorum.types import Action, CouncilMode, Intent, RiskProfile, split_symbol
+from quorum.types import Action, CouncilMode, Intent, RiskProfile
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -46,36 +45,8 @@ ALL_SYMBOLS = "*"
 GLOBAL = "global"
 
 
-class CouncilSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="QUORUM_COUNCIL_", extra="ignore", frozen=True)
-
+class CouncilSettings(CouncilConfig):
     http_port: int = 8104
-    mode: CouncilMode = Field(default=CouncilMode.COUNCIL, description="default for symbols without a control")
-    threshold: float = Field(default=0.4, gt=0.0, le=1.0, description="default consensus threshold")
-    solo_strategy: str = Field(default="rsi", description="the strategy that decides in Solo mode by default")
-    strategies: tuple[StrategyBase, ...] = Field(
-        default_factory=default_strategies,
-        description="JSON list of strategy specs ({type, name, risk_tag, weight, enabled, ...parameters})",
-    )
-    profile_filters: dict[RiskProfile, dict[str, Any]] = Field(
-        default_factory=dict, description="per profile: {allowed_tags: [...], min_confidence: x}; overrides")
-    campaign: CampaignParams = Field(default_factory=CampaignParams)
-    adaptive_weights: bool = Field(default=False, description="scale weights by karma hit rate")
-    karma_min_samples: int = Field(default=20, ge=1)
-
-    @field_validator("strategies", mode="before")
-    @classmethod
-    def _parse(cls, value: object) -> object:
-        return parse_strategies(value) if isinstance(value, str | list) else value
-
-    def filters(self) -> dict[RiskProfile, ProfileFilter]:
-        out = dict(DEFAULT_PROFILE_FILTERS)
-        for profile, raw in self.profile_filters.items():
-            base = out[profile]
-            out[profile] = ProfileFilter(
-                frozenset(RiskTag(t) for t in raw.get("allowed_tags", base.allowed_tags)),
-                float(raw.get("min_confidence", base.min_confidence)))
-        return out
 
 
 class FeaturesMissing(RuntimeError):
@@ -88,11 +59,15 @@ class CouncilService(Service):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        s = self.settings
-        self.council = Council(s.strategies, s.filters(), s.campaign)
-        self.default_control = SymbolControl(s.mode, s.threshold, s.solo_strategy)
-        if s.solo_strategy not in self.council.names:
-            raise ValueError(f"QUORUM_COUNCIL_SOLO_STRATEGY={s.solo_strategy!r} is not a configured strategy")
+        self.params = self.settings.params()
+
+    def council_params(self, council: Council, control: SymbolControl) -> CouncilParams:
+        """Other strategies or a default control than the settings say (tests)."""
+        return CouncilParams(council, control, self.settings.risk_profile)
+
+    @property
+    def council(self) -> Council:
+        return self.params.council
 
     def handlers(self) -> dict[str, Handler]:
         return {"council-predictions": self.on_prediction, "council-fills": self.on_fill,
@@ -118,19 +93,6 @@ class CouncilService(Service):
         return StrategyInput(p.exchange, p.symbol, p.timeframe,
                              tuple(FeatureRow(r.ts, r.close, r[2]) for r in reversed(rows)), views)
 
-    async def _control(self, ctx: Context, exchange: str, symbol: str) -> SymbolControl:
-        rows = (await ctx.conn.execute(select(council_controls).where(
-            council_controls.c.exchange == exchange, council_controls.c.symbol.in_([symbol, ALL_SYMBOLS])))).all()
-        row = next((r for r in rows if r.symbol == symbol), None) or next(iter(rows), None)
-        if row is None:
-            return self.default_control
-        return SymbolControl(CouncilMode(row.mode), row.threshold, row.solo_strategy or self.settings.solo_strategy)
-
-    async def _profile(self, ctx: Context) -> RiskProfile:
-        row = (await ctx.conn.execute(select(council_risk_profile.c.profile)
-                                      .where(council_risk_profile.c.scope == GLOBAL))).scalar_one_or_none()
-        return RiskProfile(row) if row else self.settings.risk_profile
-
     async def _campaign(self, ctx: Context, exchange: str, symbol: str) -> Campaign:
         row = (await ctx.conn.execute(select(council_campaigns).where(
             council_campaigns.c.exchange == exchange, council_campaigns.c.symbol == symbol).with_for_update())).first()
@@ -153,31 +115,47 @@ class CouncilService(Service):
         return adaptive_weights(scores, {s.name: s.weight for s in self.council.strategies},
                                 min_samples=self.settings.karma_min_samples)
 
-    # --- handlers ---------------------------------------------------------------------------------------
+    # --- handlers: load -> decide -> save + emit -------------------------------------------------------------
+    async def _book(self, ctx: Context, exchange: str, symbol: str, coid: str | None = None) -> CouncilBook:
+        """The slice of the council's book a message about ``symbol`` needs."""
+        campaign = await self._campaign(ctx, exchange, symbol)
+        rows = (await ctx.conn.execute(select(council_controls).where(
+            council_controls.c.exchange == exchange, council_controls.c.symbol.in_([symbol, ALL_SYMBOLS])))).all()
+        controls = {(exchange, r.symbol): SymbolControl(CouncilMode(r.mode), r.threshold,
+                                                        r.solo_strategy or self.settings.solo_strategy) for r in rows}
+        disabled = frozenset((await ctx.conn.execute(select(strategy_failures.c.strategy).where(
+            strategy_failures.c.exchange == exchange, strategy_failures.c.symbol == symbol))).scalars())
+        origins = {}
+        if coid is not None:
+            origin = (await ctx.conn.execute(select(decisions.c.decision_id, decisions.c.intent).where(
+                decisions.c.client_order_id == coid))).first()
+            if origin is not None:
+                origins[coid] = Origin(origin.decision_id, Intent(origin.intent))
+        profile = (await ctx.conn.execute(select(council_risk_profile.c.profile)
+                                          .where(council_risk_profile.c.scope == GLOBAL))).scalar_one_or_none()
+        return CouncilBook(campaigns={(exchange, symbol): campaign}, controls=controls,
+                           profile=RiskProfile(profile) if profile else None,
+                           disabled={(exchange, symbol): disabled} if disabled else {}, origins=origins)
+
     async def on_prediction(self, ctx: Context) -> None:
         p: PredictionMade = ctx.message.payload
         if (await ctx.conn.execute(select(decisions.c.decision_id).where(
                 decisions.c.exchange == p.exchange, decisions.c.symbol == p.symbol,
                 decisions.c.timeframe == p.timeframe, decisions.c.ts == p.ts))).first() is not None:
             return  # one decision per candle: this candle was decided (and announced) already
-        disabled = frozenset((await ctx.conn.execute(select(strategy_failures.c.strategy).where(
-            strategy_failures.c.exchange == p.exchange, strategy_failures.c.symbol == p.symbol))).scalars())
-        campaign = await self._campaign(ctx, p.exchange, p.symbol)
-        inp = await self._input(ctx, p)
-        inp = StrategyInput(inp.exchange, inp.symbol, inp.timeframe, inp.history, inp.predictions,
-                            PositionView(campaign.quantity, campaign.average_cost))
-        profile = await self._profile(ctx)
-        outcome = self.council.decide(inp, control=await self._control(ctx, p.exchange, p.symbol), profile=profile,
-                                      campaign=campaign, disabled=disabled, weights=await self._weights(ctx))
-        for failure in outcome.failures:
-            await ctx.conn.execute(insert(strategy_failures).values(
-                exchange=p.exchange, symbol=p.symbol, strategy=failure.strategy, error=failure.error,
-                decision_ts=p.ts).on_conflict_do_nothing())
-            ctx.emit(StrategyDisabled(exchange=p.exchange, symbol=p.symbol, strategy=failure.strategy,
-                                      error=failure.error), key=f"{ctx.message.event_id}:{failure.strategy}")
-        env = ctx.emit(_decision(p, inp, outcome, profile))
-        await self._record(ctx, env.event_id, env.payload, outcome, campaign)
-        await self._save_campaign(ctx, p.exchange, p.symbol, outcome.campaign)
+        book = await self._book(ctx, p.exchange, p.symbol)
+        out = council_decide.on_prediction(book, p, await self._input(ctx, p), ctx.message.event_id, self.params,
+                                           await self._weights(ctx))
+        emitted = dict((id(e), env) for e, env in await emit_outcome(ctx, out, chain_key=self.settings.chain_key))
+        for record in out.records:
+            if isinstance(record, council_decide.StrategyFailed):
+                await ctx.conn.execute(insert(strategy_failures).values(
+                    exchange=record.exchange, symbol=record.symbol, strategy=record.strategy, error=record.error,
+                    decision_ts=record.decision_ts).on_conflict_do_nothing())
+            elif isinstance(record, council_decide.DecisionRecorded):
+                env = emitted[id(record.decision)]
+                await self._record(ctx, env.event_id, env.payload, record.outcome, record.campaign_before)
+        await self._save_campaign(ctx, p.exchange, p.symbol, out.state.campaign(p.exchange, p.symbol))
 
     async def _record(self, ctx: Context, decision_id: Any, d: DecisionMade, outcome: Outcome,
                       before: Campaign) -> None:
@@ -207,75 +185,33 @@ class CouncilService(Service):
 
     async def on_fill(self, ctx: Context) -> None:
         f: OrderFilled = ctx.message.payload
-        origin = (await ctx.conn.execute(select(decisions.c.decision_id, decisions.c.intent).where(
-            decisions.c.client_order_id == f.client_order_id))).first()
-        # Every change of the symbol's position is the campaign's, whoever placed the order: a protective stop,
-        # a take-profit leg, a liquidation, close-all or panic moves it exactly like the council's own orders.
-        campaign = await self._campaign(ctx, f.exchange, f.symbol)
-        base, _ = split_symbol(f.symbol)
-        intent = Intent(origin.intent) if origin is not None else Intent.NONE
-        counted = intent if f.is_final or intent is not Intent.TAKE_PROFIT else Intent.NONE
-        after, closed = apply_fill(campaign, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee,
-                                   fee_in_base=f.fee_currency == base, intent=counted,
-                                   decision_id=str(origin.decision_id) if origin is not None else f.client_order_id)
-        await self._save_campaign(ctx, f.exchange, f.symbol, after)
-        if closed is not None and closed.position_id is not None:
-            await ctx.conn.execute(update(karma_votes).where(karma_votes.c.position_id == closed.position_id)
-                                   .values(outcome_return=closed.return_, evaluated_at=ctx.clock.now()))
+        out = council_decide.on_fill(await self._book(ctx, f.exchange, f.symbol, f.client_order_id), f)
+        await self._save_campaign(ctx, f.exchange, f.symbol, out.state.campaign(f.exchange, f.symbol))
+        for record in out.records:
+            assert isinstance(record, council_decide.CampaignClosed)
+            await ctx.conn.execute(update(karma_votes).where(karma_votes.c.position_id == record.closed.position_id)
+                                   .values(outcome_return=record.closed.return_, evaluated_at=ctx.clock.now()))
 
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload
-        if isinstance(cmd, RiskProfileChanged):
-            values = {"scope": GLOBAL, "profile": cmd.profile.value, "updated_by": cmd.actor,
+        exchange = getattr(cmd, "exchange", "")
+        symbol = getattr(cmd, "symbol", None) or ALL_SYMBOLS
+        before = await self._book(ctx, exchange, symbol)
+        out = council_decide.on_control(before, cmd, self.params)
+        if out.state.profile != before.profile and out.state.profile is not None:
+            values = {"scope": GLOBAL, "profile": out.state.profile.value, "updated_by": cmd.actor,
                       "updated_at": ctx.clock.now()}
             await ctx.conn.execute(insert(council_risk_profile).values(values)
                                    .on_conflict_do_update(index_elements=["scope"], set_=values))
-            return
-        assert isinstance(cmd, SetCouncilMode)
-        await self._set_mode(ctx, cmd)
-
-    async def _set_mode(self, ctx: Context, cmd: SetCouncilMode) -> None:
-        symbol = cmd.symbol or ALL_SYMBOLS
-        current = await self._control(ctx, cmd.exchange, symbol)
-        solo = cmd.solo_strategy or current.solo_strategy
-        if solo not in self.council.names:
-            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code="UNKNOWN_STRATEGY",
-                                    detail=f"{solo!r} is not one of {sorted(self.council.names)}"))
-            return
-        control = SymbolControl(cmd.mode, cmd.threshold or current.threshold, solo)
-        values = {"mode": control.mode.value, "threshold": control.threshold, "solo_strategy": control.solo_strategy,
-                  "updated_by": cmd.actor, "updated_at": ctx.clock.now()}
-        await ctx.conn.execute(insert(council_controls).values(exchange=cmd.exchange, symbol=symbol, **values)
-                               .on_conflict_do_update(index_elements=["exchange", "symbol"], set_=values))
-        if cmd.reenable_strategies:
-            scope = strategy_failures.c.exchange == cmd.exchange
-            if cmd.symbol:
-                scope = and_(scope, strategy_failures.c.symbol == cmd.symbol)
-            await ctx.conn.execute(delete(strategy_failures).where(scope))
-        ctx.emit(CouncilModeChanged(actor=cmd.actor, reason=cmd.reason, exchange=cmd.exchange, symbol=cmd.symbol,
-                                    mode=control.mode, threshold=control.threshold,
-                                    solo_strategy=control.solo_strategy))
-
-
-def _decision(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: RiskProfile) -> DecisionMade:
-    votes = tuple(Vote(
-        strategy=v.strategy.name, producer=v.strategy.kind.value, risk_tag=v.strategy.risk_tag.value,
-        action=v.signal.direction, confidence=v.signal.confidence, weight=v.weight, eligible=v.eligible,
-        filtered_reason=v.filtered_reason, stop_loss=v.signal.stop_loss, take_profit=v.signal.take_profit,
-        reason_codes=v.signal.reason_codes, metadata=dict(v.signal.metadata),
-    ) for v in o.votes)
-    return DecisionMade(
-        exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, mode=o.mode, action=o.action,
-        intent=o.intent, fraction=o.fraction, confidence=o.confidence, threshold=o.threshold,
-        agreement=dict(o.agreement), votes=votes, reason_codes=o.reason_codes, risk_profile=profile,
-        model_versions=tuple(sorted({v.model_version for v in inp.predictions})), feature_set=p.feature_set,
-        price=inp.close, stop_loss=o.stop_loss, take_profit=o.take_profit, atr=_atr(inp),
-    )
-
-
-def _atr(inp: StrategyInput) -> Decimal | None:
-    """The feature set's ATR (the first ``atr_*`` feature), as a price; None while it warms up."""
-    name = next((k for k in sorted(inp.current.values) if k.startswith("atr_") and k.count("_") == 1), None)
-    value = inp.value(name) if name else None
-    return Decimal(repr(value)) if value is not None and value > 0 else None
-
+        if isinstance(cmd, SetCouncilMode) and out.events and isinstance(out.events[0].payload, CouncilModeChanged):
+            control = out.state.controls[(exchange, symbol)]
+            values = {"mode": control.mode.value, "threshold": control.threshold,
+                      "solo_strategy": control.solo_strategy, "updated_by": cmd.actor, "updated_at": ctx.clock.now()}
+            await ctx.conn.execute(insert(council_controls).values(exchange=exchange, symbol=symbol, **values)
+                                   .on_conflict_do_update(index_elements=["exchange", "symbol"], set_=values))
+            if cmd.reenable_strategies:
+                scope = strategy_failures.c.exchange == cmd.exchange
+                if cmd.symbol:
+                    scope = and_(scope, strategy_failures.c.symbol == cmd.symbol)
+                await ctx.conn.execute(delete(strategy_failures).where(scope))
+        await emit_outcome(ctx, out, chain_key=self.settings.chain_key)

@@ -7,29 +7,20 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import candles, features
-from quorum.events.features import FeaturesComputed
 from quorum.events.market_data import CandleClosed
-from quorum.indicators import FeatureEngine, FeatureSetSpec
+from quorum.indicators import FeatureEngine
+from quorum.indicators.decide import FeaturesConfig, features_of
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
-from quorum.runtime.settings import ServiceSettings
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 SeriesKey = tuple[str, str, str]
 
 
-class FeaturesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="QUORUM_FEATURES_", extra="ignore", frozen=True)
-
+class FeaturesSettings(FeaturesConfig):
     http_port: int = 8102
-    feature_set: FeatureSetSpec = Field(
-        default_factory=FeatureSetSpec,
-        description="JSON feature-set spec (indicators, parameters, normalizations); default: the full set",
-    )
 
 
 class FeaturesService(Service):
@@ -39,6 +30,7 @@ class FeaturesService(Service):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.spec = self.settings.feature_set
+        self.version = self.spec.version  # a hash of the spec: computed once
         self._state: dict[SeriesKey, tuple[datetime, FeatureEngine]] = {}
 
     def handlers(self) -> dict[str, Handler]:
@@ -47,7 +39,7 @@ class FeaturesService(Service):
     async def _stored(self, ctx: Context, candle: CandleClosed) -> bool:
         return (await ctx.conn.execute(select(features.c.ts).where(
             features.c.exchange == candle.exchange, features.c.symbol == candle.symbol,
-            features.c.timeframe == candle.timeframe, features.c.feature_set == self.spec.version,
+            features.c.timeframe == candle.timeframe, features.c.feature_set == self.version,
             features.c.ts == candle.ts))).first() is not None
 
     async def _rebuild(self, ctx: Context, key: SeriesKey, before: datetime) -> FeatureEngine:
@@ -72,14 +64,12 @@ class FeaturesService(Service):
             state = copy.deepcopy(known[1])  # mutate a copy; adopt it only once the transaction commits
         else:
             state = await self._rebuild(ctx, key, candle.ts)
-        values = state.update(candle)
-        out = ctx.emit(FeaturesComputed(exchange=candle.exchange, symbol=candle.symbol, timeframe=candle.timeframe,
-                                        ts=candle.ts, feature_set=self.spec.version, close=candle.close,
-                                        values=values))
+        out = ctx.emit(features_of(state, candle, self.version))
+        values = out.payload.values
         await ctx.conn.execute(
             insert(features).values(
                 exchange=candle.exchange, symbol=candle.symbol, timeframe=candle.timeframe, ts=candle.ts,
-                feature_set=self.spec.version, close=candle.close, values=values, event_id=out.event_id,
+                feature_set=self.version, close=candle.close, values=values, event_id=out.event_id,
             ).on_conflict_do_nothing()
         )
         ctx.after_commit.append(lambda: self._state.__setitem__(key, (candle.ts, state)))

@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import nats.errors
 from nats.js.kv import KeyValue
+
+from .schemas import ServiceHealth
 
 log = logging.getLogger("quorum.gateway.health")
 BUCKET = "service_health"
@@ -37,6 +40,19 @@ class HealthCache:
             return
         if isinstance(doc, dict):
             self.docs[key] = doc
+
+    def snapshot(self, now: datetime, stale_s: float) -> dict[str, ServiceHealth]:
+        """Every service's last heartbeat as ``/status`` shows it; stale when older than ``stale_s``."""
+        out: dict[str, ServiceHealth] = {}
+        for key, doc in sorted(self.docs.items()):
+            try:
+                seen = datetime.fromisoformat(doc["ts"]) if "ts" in doc else None
+            except (TypeError, ValueError):
+                seen = None
+            stale = seen is None or now - seen > timedelta(seconds=stale_s)
+            out[key] = ServiceHealth(state=doc.get("state", "UNKNOWN"), last_seen=seen, stale=stale,
+                                     details=doc.get("details") or {})
+        return out
 
     async def run(self, js: Any, stopping: asyncio.Event) -> None:
         """Follow the bucket until ``stopping``; a lost bucket or connection is retried, never fatal."""

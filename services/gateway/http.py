@@ -11,6 +11,7 @@ front with a 400 instead of failing deep in a query with a 500."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -103,6 +104,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, _: Exception) -> JSONResponse:
         """``Allow`` lists every method of the path (Starlette names only those of the first route matched)."""
-        allowed = sorted({m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
-                          for m in r.methods})
+        allowed = sorted({m for r in _every_route(app.routes) if isinstance(r, APIRoute)
+                          and r.path_regex.match(request.url.path) for m in r.methods})
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)})
+
+
+def _every_route(routes: Iterable[Any]) -> Iterator[Any]:
+    """The routes of included routers too: FastAPI 0.137+ keeps an included router nested in ``app.routes``
+    (older versions copy its routes there). The gateway includes its routers without a prefix, so their routes'
+    paths are the served ones."""
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        if nested is None:
+            yield route
+        else:
+            yield from _every_route(nested.routes)

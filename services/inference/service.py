@@ -9,18 +9,17 @@ from typing import Any
 
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import model_selection, predictions
-from quorum.domain.models import MomentumBaseline
+from quorum.domain.models import DEFAULT_MODEL, MODELS, prediction_of
 from quorum.events.control import ControlRefused, ModelSelected, SelectModel, StartTraining
 from quorum.events.features import FeaturesComputed
-from quorum.events.predictions import PredictionMade
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-REGISTRY: dict[str, dict[str, Any]] = {"baseline-momentum": {"1": MomentumBaseline()}}
-DEFAULT = ("baseline-momentum", "1")
+REGISTRY: dict[str, dict[str, Any]] = MODELS
+DEFAULT = DEFAULT_MODEL
 SCOPE = "global"
 
 
@@ -45,16 +44,12 @@ class InferenceService(Service):
     async def on_features(self, ctx: Context) -> None:
         f: FeaturesComputed = ctx.message.payload
         name, version = await self._selected(ctx)
-        model = REGISTRY[name][version]
-        p_up = model.predict(f.values)
-        tag = f"{name}@{version}"
-        out = ctx.emit(PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts,
-                                      model_name=name, model_version=tag, feature_set=f.feature_set,
-                                      horizon=model.horizon, p_up=p_up))
+        out = ctx.emit(prediction_of(name, version, f))
+        p = out.payload
         stored = (await ctx.conn.execute(
             insert(predictions).values(
-                exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=name,
-                model_version=tag, feature_set=f.feature_set, horizon=model.horizon, p_up=p_up,
+                exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, model_name=p.model_name,
+                model_version=p.model_version, feature_set=p.feature_set, horizon=p.horizon, p_up=p.p_up,
                 event_id=out.event_id,
             ).on_conflict_do_nothing().returning(predictions.c.ts)
         )).first()

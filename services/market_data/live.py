@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 from prometheus_client import Counter, Gauge
+from quorum.clock import Clock
 from quorum.db.tables import candle_corrections, candles, order_book_snapshots
 from quorum.events.market_data import CandleClosed, CandleCorrected, DataSourceSwitched, OrderBookSnapshotted
-from quorum.marketdata.backfill import correction_key, repair_gaps
-from quorum.marketdata.sources import CandleFeed, FailoverCandleFeed, OrderBookSampler, make_exchange
+from quorum.marketdata.books import OrderBookSampler
+from quorum.marketdata.candle_feed import CandleFeed
+from quorum.marketdata.exchanges import make_exchange
+from quorum.marketdata.failover import FailoverCandleFeed
+from quorum.marketdata.gaps import repair_gaps
+from quorum.marketdata.keys import candle_key, correction_key
 from quorum.marketdata.universe import get_universe, resolve
-from quorum.marketdata.validation import candle_key
+from quorum.marketdata.validation import PRICES
 from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context
-from quorum.types import timeframe_seconds
+from quorum.times import candle_close
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-if TYPE_CHECKING:
-    from .service import MarketDataService
+from .settings import MarketDataSettings
 
 log = logging.getLogger("quorum.market_data.live")
 LIVE = Counter("quorum_md_live_events_total", "Live market-data events by kind", ["kind", "exchange"])
@@ -34,7 +40,19 @@ GAPS = Counter("quorum_md_gaps_total", "Gaps found and repaired", ["outcome"])
 LAG = Gauge("quorum_md_lag_seconds", "Time from a candle's close to its storage", ["exchange", "symbol", "timeframe"])
 REJECTED = Gauge("quorum_md_live_rejected", "Bad live records rejected so far", ["exchange", "symbol", "timeframe"])
 
-_CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
+
+class LiveHost(Protocol):
+    """What the live pipeline needs of the service running it (the service hands itself over as one): its
+    name, clock, database, stop signal and outbox transactions. Nothing else, so this module never imports
+    the service."""
+
+    NAME: ClassVar[str]
+    settings: MarketDataSettings
+    clock: Clock
+    engine: AsyncEngine | None
+    stopping: asyncio.Event
+
+    async def transact(self, work: Callable[[Context], Awaitable[Any]]) -> Any: ...
 
 
 def _book_side(levels: tuple[Any, ...]) -> list[list[str]]:
@@ -44,7 +62,7 @@ def _book_side(levels: tuple[Any, ...]) -> list[list[str]]:
 class LivePipeline:
     """Owns the exchanges and feeds of one service instance; ``run`` returns when the service stops."""
 
-    def __init__(self, service: MarketDataService) -> None:
+    def __init__(self, service: LiveHost) -> None:
         self.svc = service
         self.s = service.settings
         self.exchanges: dict[str, Any] = {}
@@ -117,22 +135,23 @@ class LivePipeline:
     async def _apply(self, ctx: Context, event: CandleClosed | CandleCorrected | DataSourceSwitched) -> None:
         exchange = self.s.live_exchange
         if isinstance(event, CandleClosed):
-            env = ctx.emit(event, key=candle_key(event), event_time=event.ts + _step(event.timeframe))
+            closed_at = candle_close(event.ts, event.timeframe)
+            env = ctx.emit(event, key=candle_key(event), event_time=closed_at)
             await ctx.conn.execute(insert(candles).values(
-                **event.model_dump(include={"exchange", "symbol", "timeframe", "ts", *_CANDLE_FIELDS}),
+                **event.model_dump(include={"exchange", "symbol", "timeframe", "ts", *PRICES}),
                 event_id=env.event_id).on_conflict_do_nothing())
             LIVE.labels("candle", exchange).inc()
-            lag = ctx.clock.now() - (event.ts + _step(event.timeframe))
+            lag = ctx.clock.now() - closed_at
             LAG.labels(exchange, event.symbol, event.timeframe).set(lag.total_seconds())
         elif isinstance(event, CandleCorrected):
-            env = ctx.emit(event, key=correction_key(event), event_time=event.ts + _step(event.timeframe))
-            new = event.model_dump(include=set(_CANDLE_FIELDS))
+            env = ctx.emit(event, key=correction_key(event), event_time=candle_close(event.ts, event.timeframe))
+            new = event.model_dump(include=set(PRICES))
             await ctx.conn.execute(update(candles).where(
                 candles.c.exchange == event.exchange, candles.c.symbol == event.symbol,
                 candles.c.timeframe == event.timeframe, candles.c.ts == event.ts).values(**new))
             await ctx.conn.execute(insert(candle_corrections).values(
                 exchange=event.exchange, symbol=event.symbol, timeframe=event.timeframe, ts=event.ts,
-                previous=event.previous.model_dump(mode="json", include=set(_CANDLE_FIELDS)),
+                previous=event.previous.model_dump(mode="json", include=set(PRICES)),
                 corrected={k: str(v) for k, v in new.items()}, event_id=env.event_id,
             ).on_conflict_do_nothing())
             LIVE.labels("correction", exchange).inc()
@@ -184,7 +203,3 @@ class LivePipeline:
                 GAPS.labels("found").inc(len(sr.gaps))
                 GAPS.labels("repaired").inc(len(sr.repaired))
                 GAPS.labels("unrepairable").inc(len(sr.unrepairable))
-
-
-def _step(timeframe: str) -> timedelta:
-    return timedelta(seconds=timeframe_seconds(timeframe))

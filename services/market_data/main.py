@@ -1,5 +1,6 @@
 from quorum.runtime.service import main_for
 
-from .service import MarketDataService, MarketDataSettings
+from .service import MarketDataService
+from .settings import MarketDataSettings
 
 main = main_for(MarketDataService, MarketDataSettings)

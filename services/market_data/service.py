@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 from prometheus_client import Counter
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import candles as candles_t
 from quorum.db.tables import replay_checkpoints
 from quorum.events.base import Envelope, new_envelope
@@ -23,84 +20,21 @@ from quorum.events.control import BackfillStarted, StartBackfill
 from quorum.events.market_data import CandleClosed
 from quorum.marketdata.backfill import backfill, format_progress
 from quorum.marketdata.backfill_cli import make_exchange
-from quorum.marketdata.files import Rejections, SeriesId, candles, infer_series, read_rows
-from quorum.marketdata.universe import get_universe
-from quorum.marketdata.validation import candle_key
+from quorum.marketdata.files import Rejections, candles, read_rows
+from quorum.marketdata.keys import candle_key
+from quorum.marketdata.validation import PRICES
 from quorum.runtime.handling import Context, Handler
 from quorum.runtime.service import Service
-from quorum.runtime.settings import ServiceSettings
 from quorum.runtime.settle import DECISION_HEADS, awaited_consumers, hold, settle_candle
-from quorum.types import timeframe_seconds
+from quorum.times import candle_close
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from .live import LivePipeline
+from .settings import MarketDataSettings
 
 log = logging.getLogger("quorum.market_data")
 ROWS = Counter("quorum_md_rows_total", "Replay rows by outcome", ["outcome"])
-
-
-class MarketDataSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="QUORUM_MARKET_DATA_", extra="ignore", frozen=True)
-
-    http_port: int = 8101
-    replay_file: Path | None = Field(default=None, description="CSV/Parquet OHLCV file to replay at start-up")
-    replay_speed: float = Field(default=0.0, ge=0.0, description="0 = as fast as possible, N = N x real time")
-    replay_limit: int | None = Field(default=None, ge=1, description="stop after this many candles")
-    replay_batch: int = Field(default=500, ge=1, le=10_000)
-    replay_pacing: Literal["settled", "free"] = Field(
-        default="settled", description="settled: publish the next candle once the pipeline handled the last "
-        "(reproducible decisions and fills, across crashes); free: as fast as the bus takes them")
-    replay_settle_consumers: list[str] | None = Field(
-        default=None, description="durables a settled replay waits for (default: every declared one)")
-    exchange: str | None = None
-    symbol: str | None = None
-    timeframe: str | None = None
-    source: Literal["replay", "live", "none"] | None = Field(
-        default=None, description="default: replay when a replay file is set, else none")
-    live_exchange: str = Field(default="binance", pattern=r"^[a-z0-9_]+$")
-    live_secondary: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$",
-                                       description="fallback source for the same symbols")
-    universe: str = "v1"
-    live_symbols: tuple[str, ...] = Field(default=(), description="overrides the universe when given")
-    live_timeframes: tuple[str, ...] = ("1m",)
-    book_depth: int = Field(default=20, ge=0, le=1000, description="top-N levels per snapshot; 0 = off")
-    book_interval_s: float = Field(default=1.0, gt=0)
-    poll_every_s: float = Field(default=5.0, gt=0, description="REST polling period where there is no socket")
-    gap_repair_interval_s: float = Field(default=300.0, ge=0, description="0 = off")
-    gap_lookback_h: float = Field(default=48.0, gt=0)
-    exchange_urls: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="JSON: per exchange, ccxt URL overrides (mirrors, local fakes)")
-    backfill_base_url: str | None = Field(default=None, description="REST base URL override for backfills")
-
-    @field_validator("replay_file")
-    @classmethod
-    def _exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"replay file {v} does not exist")
-        return v
-
-    @model_validator(mode="after")
-    def _source(self) -> MarketDataSettings:
-        if self.source is None:
-            object.__setattr__(self, "source", "replay" if self.replay_file else "none")
-        if self.source == "replay" and self.replay_file is None:
-            raise ValueError("source=replay needs QUORUM_MARKET_DATA_REPLAY_FILE")
-        get_universe(self.universe)  # unknown versions fail at start-up, not at first use
-        return self
-
-    def series(self) -> SeriesId:
-        assert self.replay_file is not None
-        inferred = infer_series(self.replay_file)
-        exchange = self.exchange or (inferred and inferred.exchange)
-        symbol = self.symbol or (inferred and inferred.symbol)
-        timeframe = self.timeframe or (inferred and inferred.timeframe)
-        if not (exchange and symbol and timeframe):
-            raise ValueError(
-                f"cannot infer exchange/symbol/timeframe from {self.replay_file.name}; set "
-                "QUORUM_MARKET_DATA_EXCHANGE, _SYMBOL and _TIMEFRAME"
-            )
-        return SeriesId(exchange, symbol, timeframe)
 
 
 class MarketDataService(Service):
@@ -171,7 +105,6 @@ class MarketDataService(Service):
         df = read_rows(s.replay_file)
         stream = candles(df, series, now=self.clock.now(), rejections=rejections, after=after)
         log.info("replaying %s as %s from %s", s.replay_file, series, after or "the start")
-        step = timeframe_seconds(series.timeframe)
         batch: list[CandleClosed] = []
         paced_from: tuple[float, datetime] | None = None
         loop = asyncio.get_running_loop()
@@ -193,26 +126,24 @@ class MarketDataService(Service):
             if len(batch) >= (1 if s.replay_speed > 0 or settled else s.replay_batch):
                 if settled and heads:
                     await hold(self.js, heads)  # the market side of this candle first ...
-                await self._flush(key, batch, published, rejections, step)
+                await self._flush(key, batch, published, rejections)
                 batch = []
                 if settled and not await settle_candle(self.js, self.engine, awaited, stopping=self.stopping):
                     break
         if batch:
-            await self._flush(key, batch, published, rejections, step)
+            await self._flush(key, batch, published, rejections)
         log.info("replay finished: %d published in total, %d rejected %s", published, rejections.total,
                  dict(rejections.counts))
 
-    async def _flush(self, key: str, batch: list[CandleClosed], published: int, rejections: Rejections,
-                     step: int) -> None:
+    async def _flush(self, key: str, batch: list[CandleClosed], published: int, rejections: Rejections) -> None:
         assert self.engine is not None and self.publisher is not None
         envelopes: list[Envelope[CandleClosed]] = [
-            new_envelope(c, clock=self.clock, source=self.NAME, event_time=c.ts + timedelta(seconds=step),
+            new_envelope(c, clock=self.clock, source=self.NAME, event_time=candle_close(c.ts, c.timeframe),
                          key=candle_key(c))
             for c in batch
         ]
         rows = [
-            {**e.payload.model_dump(include={"exchange", "symbol", "timeframe", "ts", "open", "high", "low",
-                                             "close", "volume"}), "event_id": e.event_id}
+            {**e.payload.model_dump(include={"exchange", "symbol", "timeframe", "ts", *PRICES}), "event_id": e.event_id}
             for e in envelopes
         ]
         async with self.engine.begin() as conn:  # 1. store (idempotent) and commit ...

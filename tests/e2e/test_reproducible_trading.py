@@ -5,8 +5,10 @@ mid-run and PostgreSQL restarts under them (the replay's settled pacing waits fo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +26,8 @@ from tests.support import data_file, run_sql
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # a killed consumer's messages wait out ack_wait (30 s)
 
-CANDLES = 400  # Solo RSI on these BTC/USDT hours: entries, exits, an OCO stop-loss fill, re-entries
+CANDLES = 480  # Solo RSI on these BTC/USDT hours: entries, exits, an OCO stop-loss fill, re-entries, a take-profit
+TRADING_ENV = {"QUORUM_ENVIRONMENT": "test", "QUORUM_COUNCIL_MODE": "SOLO", "QUORUM_COUNCIL_SOLO_STRATEGY": "rsi"}
 PIPELINE = ("features", "inference", "council", "risk", "oms", "matching", "ledger")
 
 FINGERPRINT = {
@@ -62,14 +65,14 @@ def kill(stack: Stack, name: str) -> None:
     sp.proc.wait(10)
 
 
-def replay(base: Path, chaos: Callable[[Stack, Callable[[], int]], None] | None = None) -> dict[str, Any]:
+def replay(base: Path, chaos: Callable[[Stack, Callable[[], int]], None] | None = None,
+           inspect: Callable[[Stack], dict[str, Any]] | None = None) -> dict[str, Any]:
     """One fresh stack (embedded NATS and PostgreSQL), routing authorized, CANDLES replayed in Solo RSI;
-    ``chaos(stack, decided)`` runs while the replay goes on. Returns what the run traded."""
-    csv = data_file("ohlcv", "binance_BTCUSDT_1h.csv")
+    ``chaos(stack, decided)`` runs while the replay goes on; ``inspect(stack)`` once it has settled, before the
+    stack stops. Returns what the run traded (and what ``inspect`` found, under ``"inspected"``)."""
     stack = Stack.with_free_ports(base, durable=True, log=open(base.with_suffix(".log"), "w"), env={  # noqa: SIM115
-        "QUORUM_ENVIRONMENT": "test", "QUORUM_MARKET_DATA_REPLAY_FILE": str(csv),
-        "QUORUM_MARKET_DATA_REPLAY_LIMIT": str(CANDLES), "QUORUM_COUNCIL_MODE": "SOLO",
-        "QUORUM_COUNCIL_SOLO_STRATEGY": "rsi"})
+        **TRADING_ENV, "QUORUM_MARKET_DATA_REPLAY_FILE": str(data_file("ohlcv", "binance_BTCUSDT_1h.csv")),
+        "QUORUM_MARKET_DATA_REPLAY_LIMIT": str(CANDLES)})
     try:
         stack.start_infra()
         stack.prepare()
@@ -95,7 +98,10 @@ def replay(base: Path, chaos: Callable[[Stack, Callable[[], int]], None] | None 
         asyncio.run(assert_risk_matches_ledger(db))
         assert count(db, "SELECT count(*) AS n FROM fills f LEFT JOIN paper_fills p USING (fill_id) "
                          "WHERE p.fill_id IS NULL") == 0, "the OMS booked a fill the venue never made"
-        return fingerprint(db)
+        found = fingerprint(db)
+        if inspect is not None:
+            found["inspected"] = inspect(stack)
+        return found
     finally:
         stack.stop()
 
@@ -114,9 +120,34 @@ def _after(decided: Callable[[], int], n: int) -> None:
     wait_for(f"{n} decisions", lambda: decided() >= n)
 
 
+def quorum_replay(stack: Stack) -> dict[str, Any]:
+    """``quorum replay`` against the stack's database, with the services' settings: the runner re-runs the
+    stored candles and compares every decision, order, fill and ledger balance with the recorded ones."""
+    assert stack.database_url is not None
+    done = subprocess.run([sys.executable, "-m", "quorum.cli", "replay", "--database-url", stack.database_url],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **TRADING_ENV, "DATABASE_URL": stack.database_url})
+    lines = done.stdout.strip().splitlines()
+    return {"rc": done.returncode, "lines": lines, "stderr": done.stderr[-4000:]}
+
+
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return replay(tmp_path_factory.mktemp("clean") / "stack")
+    return replay(tmp_path_factory.mktemp("clean") / "stack", inspect=quorum_replay)
+
+
+def test_the_in_process_runner_gives_the_services_decisions_orders_fills_and_balances(
+        clean_run: dict[str, Any]) -> None:
+    """Parity: the same candles through the running services and through ``quorum.backtest.Runner``."""
+    found = clean_run["inspected"]
+    assert found["lines"], found["stderr"]
+    summary = json.loads(found["lines"][-1])
+    assert found["lines"][:-1] == [] and summary["differences"] == 0, "\n".join(found["lines"][:20])
+    assert found["rc"] == 0, found["stderr"]
+    compared = summary["compared"]
+    assert compared["candles"] == CANDLES and compared["decisions"] == CANDLES
+    assert compared["orders"] == len(clean_run["orders"]) and compared["fills"] == len(clean_run["fills"])
+    assert compared["balances"] == len(clean_run["balances"]) > 0
 
 
 def test_a_clean_run_trades_entries_exits_and_a_protective_stop_and_re_enters_after_it(
@@ -130,6 +161,10 @@ def test_a_clean_run_trades_entries_exits_and_a_protective_stop_and_re_enters_af
     # The campaign followed the stop's fill: a later BUY decision opened a new position.
     assert any(purpose[f[1]][0] == "ENTRY" and f[5] > stop[5] for f in fills)
     assert sum(1 for p in purpose.values() if p[:2] == ("ENTRY", "FILLED")) >= 3
+    # A partial take-profit (hour 454) sold part of a position; what is left is protected again.
+    assert any(d[2] == "TAKE_PROFIT" for d in clean_run["decisions"])
+    reduce = next(f for f in fills if purpose[f[1]][0] == "REDUCE")
+    assert {o[1] for o in clean_run["orders"] if o[7] == reduce[1]} == {"STOP_LOSS", "TAKE_PROFIT"}
 
 
 def test_the_same_replay_gives_identical_decisions_orders_fills_and_balances(

@@ -18,20 +18,12 @@ from quorum.clock import TestClock
 from quorum.db.tables import backfill_checkpoints, candle_corrections, candles
 from quorum.events.base import new_envelope
 from quorum.events.market_data import CandleClosed
-from quorum.marketdata.backfill import (
-    PRICES,
-    Backoff,
-    Progress,
-    accepted_frame,
-    backfill,
-    candle_event_id,
-    find_gaps,
-    format_progress,
-    repair_gaps,
-    retry_after_seconds,
-    rows_frame,
-)
-from quorum.marketdata.validation import CandleValidator, SeriesId, candle_key
+from quorum.marketdata.backfill import Progress, backfill, format_progress
+from quorum.marketdata.backoff import Backoff, retry_after_seconds
+from quorum.marketdata.bulk import accepted_frame, rows_frame
+from quorum.marketdata.gaps import find_gaps, repair_gaps
+from quorum.marketdata.keys import candle_event_id, candle_key
+from quorum.marketdata.validation import PRICES, CandleValidator, SeriesId
 from sqlalchemy import Text, cast, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 

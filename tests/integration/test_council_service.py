@@ -171,8 +171,8 @@ async def test_a_campaign_folds_its_fills_scores_karma_on_close_and_contains_a_f
         infra: Any, database_url: str) -> None:
     first, second = await seed(database_url, 2)
     svc = council_service()
-    svc.council = Council([FlipFlop(name="flip", risk_tag=RiskTag.LOW), Raising(name="broken")])
-    svc.default_control = SymbolControl(CouncilMode.SOLO, 0.4, "flip")
+    svc.params = svc.council_params(Council([FlipFlop(name="flip", risk_tag=RiskTag.LOW), Raising(name="broken")]),
+                                    SymbolControl(CouncilMode.SOLO, 0.4, "flip"))
     gw = gateway()
     async with running(svc, gw), client(gw) as http:
         await publish(infra, prediction(first))

@@ -16,7 +16,8 @@ from quorum.marketdata.files import read_rows
 from sqlalchemy import func, select
 
 from services.features.service import FeaturesService, FeaturesSettings
-from services.market_data.service import MarketDataService, MarketDataSettings
+from services.market_data.service import MarketDataService
+from services.market_data.settings import MarketDataSettings
 from tests.integration.test_market_data_service import running, until
 from tests.support import data_file
 

@@ -110,7 +110,8 @@ async def test_the_api_keeps_to_its_contract_under_schemathesis_with_every_check
     from services.council.service import CouncilService, CouncilSettings
     from services.inference.service import InferenceService, InferenceSettings
     from services.ledger.service import LedgerService, LedgerSettings
-    from services.market_data.service import MarketDataService, MarketDataSettings
+    from services.market_data.service import MarketDataService
+    from services.market_data.settings import MarketDataSettings
     from services.matching.service import MatchingService, MatchingSettings
     from services.oms.service import OmsService, OmsSettings
     from services.risk.service import RiskService, RiskSettings

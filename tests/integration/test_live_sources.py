@@ -19,15 +19,10 @@ import ccxt
 import pytest
 from quorum.clock import TestClock
 from quorum.events.market_data import CandleClosed, CandleCorrected, DataSourceSwitched, OrderBookSnapshotted
-from quorum.marketdata.sources import (
-    PRIMARY_FAILED,
-    PRIMARY_RECOVERED,
-    CandleFeed,
-    FailoverCandleFeed,
-    OrderBookSampler,
-    SourceSelector,
-    make_exchange,
-)
+from quorum.marketdata.books import OrderBookSampler
+from quorum.marketdata.candle_feed import CandleFeed
+from quorum.marketdata.exchanges import make_exchange
+from quorum.marketdata.failover import PRIMARY_FAILED, PRIMARY_RECOVERED, FailoverCandleFeed, SourceSelector
 
 from tests.fakes.binance_ws import BookRow, FakeBinance, Kline, Revision, read_book, read_klines
 from tests.support import data_file

@@ -22,7 +22,8 @@ from quorum.runtime.service import Service
 from sqlalchemy import func, select
 
 from services.gateway.service import GatewayService, GatewaySettings
-from services.market_data.service import MarketDataService, MarketDataSettings
+from services.market_data.service import MarketDataService
+from services.market_data.settings import MarketDataSettings
 from tests.fakes.binance_rest import FakeBinance as FakeBinanceRest
 from tests.fakes.binance_ws import FakeBinance as FakeBinanceLive
 from tests.fakes.binance_ws import read_book, read_klines

@@ -32,9 +32,9 @@ class Counting(ConsumerLoop):
         super().__init__(*args, **kw)
         self.deliveries: list[int] = []
 
-    async def process(self, msg: Msg) -> None:
-        self.deliveries.append(msg.metadata.num_delivered)
-        await super().process(msg)
+    async def process_batch(self, msgs: list[Msg]) -> None:
+        self.deliveries += [msg.metadata.num_delivered for msg in msgs]
+        await super().process_batch(msgs)
 
 
 async def until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

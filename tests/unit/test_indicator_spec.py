@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import quorum.domain.indicators as domain
 from helpers import candle
 from pydantic import BaseModel, ValidationError
 from quorum.indicators import (
@@ -22,8 +21,6 @@ from quorum.indicators import (
     RsiSpec,
     SessionVwapSpec,
     SmaSpec,
-    legacy,
-    streaming,
 )
 
 
@@ -118,8 +115,3 @@ def test_engines_keep_one_state_per_series() -> None:
     engines.update("ETH", Candle(0, 5.0, 5.0, 5.0, 5.0, 1.0))
 
     assert engines.update("BTC", Candle(60_000, 3.0, 3.0, 3.0, 3.0, 1.0)) == {"sma_2": 2.0}
-
-
-def test_the_domain_module_re_exports_the_library() -> None:
-    assert domain.EMA is streaming.EMA and domain.RSI is streaming.RSI
-    assert domain.FeatureSpec is legacy.FeatureSpec and domain.FeatureState is legacy.FeatureState

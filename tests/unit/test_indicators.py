@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import talib
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
-from quorum.domain.indicators import EMA, RSI, FeatureSpec, FeatureState
+from quorum.indicators.streaming import EMA, RSI
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("QUORUM_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
@@ -120,11 +119,6 @@ def test_rsi_of_a_rising_series_is_100_and_of_a_falling_series_is_0() -> None:
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
-def feature_rows(xs: list[float], spec: FeatureSpec) -> list[dict[str, float | None]]:
-    state = FeatureState(spec)
-    return [state.update(x) for x in xs]
-
-
 @seed(1234)
 @settings(max_examples=200, deadline=None)
 @given(series=st.lists(prices, min_size=1, max_size=80), future=st.lists(prices, min_size=1, max_size=40),
@@ -142,40 +136,3 @@ def test_values_up_to_t_do_not_depend_on_later_points(series: list[float], futur
         from_altered = [c.update(x) for x in altered][: t + 1]
         assert from_prefix == from_full == from_altered, make.__name__
 
-    spec = FeatureSpec(rsi_period=period, ema_period=period)
-    assert feature_rows(prefix, spec) == feature_rows(series, spec)[: t + 1] == feature_rows(altered, spec)[: t + 1]
-
-
-# --- the feature set ------------------------------------------------------------------------------------
-
-def test_feature_state_produces_rsi_14_ema_20_and_close_over_ema() -> None:
-    rows = feature_rows([100.0 + math.sin(i / 3.0) for i in range(30)], FeatureSpec())
-
-    assert all(set(r) == {"rsi_14", "ema_20", "close_over_ema"} for r in rows)
-
-
-def test_feature_values_are_none_exactly_during_each_warm_up() -> None:
-    xs = [100.0 + math.sin(i / 3.0) for i in range(30)]
-    rows = feature_rows(xs, FeatureSpec())
-
-    assert [i for i, r in enumerate(rows) if r["rsi_14"] is None] == list(range(14))
-    assert [i for i, r in enumerate(rows) if r["ema_20"] is None] == list(range(19))
-    assert [i for i, r in enumerate(rows) if r["close_over_ema"] is None] == list(range(19))
-
-
-def test_close_over_ema_is_the_relative_distance_of_close_from_its_ema() -> None:
-    xs = [100.0 + math.sin(i / 3.0) for i in range(30)]
-    rows = feature_rows(xs, FeatureSpec())
-
-    for x, r in zip(xs[19:], rows[19:], strict=True):
-        assert r["ema_20"] is not None
-        assert r["close_over_ema"] == x / r["ema_20"] - 1.0
-
-
-def test_feature_keys_and_version_follow_the_spec_periods() -> None:
-    spec = FeatureSpec(rsi_period=7, ema_period=9)
-    state = FeatureState(spec)
-
-    assert set(state.update(1.0)) == {"rsi_7", "ema_9", "close_over_ema"}
-    assert spec.version == "fs1-rsi7-ema9"
-    assert state.count == 1

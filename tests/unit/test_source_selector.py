@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 from quorum.events.market_data import DataSourceSwitched
-from quorum.marketdata.sources import PRIMARY_FAILED, PRIMARY_RECOVERED, PRIMARY_STALE, SourceSelector
+from quorum.marketdata.failover import PRIMARY_FAILED, PRIMARY_RECOVERED, PRIMARY_STALE, SourceSelector
 
 T0 = datetime(2024, 8, 8, tzinfo=UTC)
 PROBE = timedelta(seconds=30)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from quorum.domain.position import fill_effect
 from quorum.types import Side, TradingMode, split_symbol
 
 GENESIS_HASH = "0" * 64
@@ -171,17 +172,15 @@ class Position:
 
 
 def position_effect(fill: ParsedFill) -> tuple[Side, Decimal, Decimal, Decimal]:
-    """(side, quantity, notional, fee in quote) a fill has on the position. A fee paid in the base asset
-    changes what is held (a buy receives less, a sell gives more) and is valued at the fill's price; the cost
-    basis never includes fees, which are kept apart."""
-    price = fill.notional / fill.quantity
-    if fill.fee_currency != fill.base or not fill.fee:
-        return fill.side, fill.quantity, fill.notional, fill.fee
-    fee_quote = fill.fee * price
-    if fill.side is Side.BUY:
-        net = fill.quantity - fill.fee
-        return fill.side, net, net * price, fee_quote
-    return fill.side, fill.quantity + fill.fee, fill.notional + fee_quote, fee_quote
+    """(side, quantity, notional, fee in quote) a fill has on the position, by ``fill_effect``: a fee paid in
+    the base asset changes what is held (a buy receives less, a sell gives more) and is valued at the fill's
+    price; the cost basis never includes fees, which are kept apart."""
+    effect = fill_effect(fill.side, fill.quantity, fill.notional, fill.fee, fill.fee_currency, fill.base)
+    if effect.quantity == fill.quantity:  # no fee in the base asset: the fill's own quantity and notional
+        return fill.side, fill.quantity, fill.notional, effect.fee_quote
+    if fill.side is Side.BUY:  # what is held cost its share of the notional
+        return fill.side, effect.quantity, effect.quantity * (fill.notional / fill.quantity), effect.fee_quote
+    return fill.side, effect.quantity, fill.notional + effect.fee_quote, effect.fee_quote
 
 
 # --- the journal as a fold ----------------------------------------------------------------------------------

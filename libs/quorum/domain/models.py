@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from quorum.events.features import FeaturesComputed
+from quorum.events.predictions import PredictionMade
+
 
 @dataclass(frozen=True)
 class MomentumBaseline:
@@ -21,3 +24,22 @@ class MomentumBaseline:
         if x is None:
             return None
         return 1.0 / (1.0 + math.exp(-self.slope * x))
+
+
+# name -> version -> model. Trained models register here; the selection is the operator's (``SelectModel``).
+MODELS: dict[str, dict[str, MomentumBaseline]] = {"baseline-momentum": {"1": MomentumBaseline()}}
+DEFAULT_MODEL = ("baseline-momentum", "1")
+
+
+def model_tag(name: str, version: str) -> str:
+    """The version string predictions carry: ``name@version``."""
+    return f"{name}@{version}"
+
+
+def prediction_of(name: str, version: str, f: FeaturesComputed) -> PredictionMade:
+    """The inference service's decision: the selected model's prediction for one feature vector (the service
+    and the runner both call this)."""
+    model = MODELS[name][version]
+    return PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=name,
+                          model_version=model_tag(name, version), feature_set=f.feature_set, horizon=model.horizon,
+                          p_up=model.predict(f.values))

@@ -11,6 +11,7 @@ from quorum.events.base import Payload
 
 class ActionAudited(Payload):
     FAMILY = "audit"
+    PRODUCERS = ("gateway", "risk", "oms", "market_data")
 
     actor: str = Field(description="USER:<token id> or SYSTEM:<service>")
     action: str

@@ -22,6 +22,9 @@ from quorum.types import Exchange, Symbol, Timeframe
 
 _REGISTRY: dict[str, type[Payload]] = {}
 
+EVERY_SERVICE = "*"
+"""A producer entry meaning "every service" (what ``quorum.runtime`` emits on behalf of any of them)."""
+
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -37,11 +40,14 @@ class Payload(Frozen):
     """Base of all event and command payloads.
 
     Subclasses set ``FAMILY`` (first subject token after ``quorum``) and ``ROUTING`` (payload fields that
-    become subject tokens, in order). ``KIND`` separates facts from requests.
+    become subject tokens, in order). ``KIND`` separates facts from requests. ``PRODUCERS`` names the
+    services that emit the type (or ``EVERY_SERVICE``), so the event catalogue in docs/architecture.md is
+    generated from code (``python -m quorum.docs_gen``) and a test keeps it declared on every type.
     """
 
     FAMILY: ClassVar[str]
     ROUTING: ClassVar[tuple[str, ...]] = ()
+    PRODUCERS: ClassVar[tuple[str, ...]] = ()
     SCHEMA_VERSION: ClassVar[int] = 1
     KIND: ClassVar[Literal["event", "command"]] = "event"
 

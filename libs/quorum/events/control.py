@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from quorum.events.base import Frozen, Payload
+from quorum.events.base import EVERY_SERVICE, Frozen, Payload
 from quorum.types import CouncilMode, OperatingMode, RiskProfile, TradingMode
 
 
@@ -25,40 +25,49 @@ class _Confirmation(Payload):
 
 class HaltTrading(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class ResumeTrading(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class TradingHalted(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
 
 class TradingResumed(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
 
 class AuthorizeRouting(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class DisconnectRouting(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class RoutingAuthorized(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
 
 class RoutingDisconnected(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
 
 class ControlRefused(Payload):
     """A command the owning service would not carry out; a refusal is an event, never an exception."""
 
     FAMILY = "control"
+    PRODUCERS = ("risk", "oms", "inference", "council")
 
     command_type: str
     reason_code: str
@@ -69,6 +78,7 @@ class StartBackfill(_Command):
     """Ask market data to backfill history (REST, paginated, resumable) for these series."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     exchange: str = Field(pattern=r"^[a-z0-9_]+$")
     symbols: tuple[str, ...] = Field(min_length=1, max_length=100)
@@ -79,6 +89,7 @@ class StartBackfill(_Command):
 
 class BackfillStarted(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("market_data",)
 
     series: int = Field(ge=0, description="number of (symbol, timeframe) series scheduled")
 
@@ -87,6 +98,7 @@ class SetCouncilMode(_Command):
     """Council / Solo / Off for one symbol (or the default for all, when ``symbol`` is None)."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     exchange: str = Field(pattern=r"^[a-z0-9_]+$")
     symbol: str | None = Field(default=None, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")
@@ -98,6 +110,7 @@ class SetCouncilMode(_Command):
 
 class CouncilModeChanged(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("council",)
 
     exchange: str
     symbol: str | None
@@ -108,6 +121,7 @@ class CouncilModeChanged(_Confirmation):
 
 class SetRiskProfile(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     profile: RiskProfile
 
@@ -116,6 +130,7 @@ class RiskProfileChanged(_Confirmation):
     """Owned by risk; the council follows it to filter voters."""
 
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
     profile: RiskProfile
     previous: RiskProfile
@@ -125,12 +140,14 @@ class SetOperatingMode(_Command):
     """Observe / Semi-Auto / Full-Auto; owned by the OMS."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     mode: OperatingMode
 
 
 class OperatingModeChanged(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     mode: OperatingMode
     previous: OperatingMode
@@ -138,18 +155,21 @@ class OperatingModeChanged(_Confirmation):
 
 class ApproveProposal(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     decision_id: UUID
 
 
 class RejectProposal(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     decision_id: UUID
 
 
 class ProposalApproved(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     decision_id: UUID
     client_order_id: str
@@ -157,6 +177,7 @@ class ProposalApproved(_Confirmation):
 
 class ProposalRejected(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     decision_id: UUID
 
@@ -165,6 +186,7 @@ class ProposalExpired(_Confirmation):
     """A Semi-Auto proposal nobody approved in time; it never becomes an order."""
 
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     decision_id: UUID
 
@@ -177,14 +199,17 @@ class EngageKillSwitch(_SymbolScoped):
     """Close-only for one symbol, or for everything when ``symbol`` is None: exits and stops still work."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class ReleaseKillSwitch(_SymbolScoped):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class KillSwitchEngaged(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
     symbol: str | None
     automatic: bool = False
@@ -192,6 +217,7 @@ class KillSwitchEngaged(_Confirmation):
 
 class KillSwitchReleased(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
     symbol: str | None
 
@@ -200,6 +226,7 @@ class DrawdownHaltTriggered(Payload):
     """Risk's emergency halt: the portfolio fell ``drawdown_pct`` from its peak, past the profile's limit."""
 
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
     peak: Decimal
     equity: Decimal
@@ -210,32 +237,38 @@ class DrawdownHaltTriggered(Payload):
 
 class ClearEmergencyHalt(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
 
 class EmergencyHaltCleared(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
 
 class CancelAllOrders(_SymbolScoped):
     """Cancel every open order (a symbol's only, when given)."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway", "risk")
 
 
 class CloseAllPositions(_Command):
     """Market-sell every position (spot long-only: closing is selling what is held)."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway", "risk")
 
 
 class OrdersCancelRequested(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     orders: int = Field(ge=0, description="open orders a cancel was sent for")
 
 
 class PositionsCloseRequested(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("oms",)
 
     orders: int = Field(ge=0, description="market sells sent")
 
@@ -245,6 +278,7 @@ class ShutdownService(_Command):
     never replay an old shutdown."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
     ROUTING = ("service",)
 
     service: str = Field(pattern=r"^[a-z_]+$")
@@ -252,6 +286,7 @@ class ShutdownService(_Command):
 
 class ShutdownAcknowledged(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = (EVERY_SERVICE,)
 
     service: str
 
@@ -260,6 +295,7 @@ class SelectModel(_Command):
     """Make this model version the one inference serves (it must be registered)."""
 
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     model_name: str = Field(min_length=1, max_length=64)
     version: str = Field(min_length=1, max_length=64)
@@ -267,6 +303,7 @@ class SelectModel(_Command):
 
 class ModelSelected(_Confirmation):
     FAMILY = "control"
+    PRODUCERS = ("inference",)
 
     model_name: str
     version: str
@@ -275,6 +312,7 @@ class ModelSelected(_Confirmation):
 
 class StartTraining(_Command):
     FAMILY = "control"
+    PRODUCERS = ("gateway",)
 
     model_name: str = Field(min_length=1, max_length=64)
 
@@ -291,6 +329,7 @@ class RiskLedgerDiverged(Payload):
     activity between: a settlement was lost or doubled, and risk decides on wrong figures until it is fixed."""
 
     FAMILY = "control"
+    PRODUCERS = ("risk",)
 
     mode: TradingMode
     currency: str

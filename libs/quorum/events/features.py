@@ -10,6 +10,7 @@ class FeaturesComputed(SeriesPoint):
     """Indicator values at candle ``ts``; ``None`` marks a value still in its warm-up."""
 
     FAMILY = "features"
+    PRODUCERS = ("features",)
     ROUTING = ("exchange", "symbol", "timeframe")
 
     feature_set: str

@@ -10,6 +10,7 @@ from quorum.types import Exchange, Liquidity, NonNegativeDecimal, PositiveDecima
 
 class OrderFilled(Payload):
     FAMILY = "fills"
+    PRODUCERS = ("matching",)
     ROUTING = ("venue", "symbol")
 
     fill_id: str

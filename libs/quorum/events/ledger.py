@@ -18,6 +18,7 @@ class Posting(Frozen):
 
 class TransactionPosted(Payload):
     FAMILY = "ledger"
+    PRODUCERS = ("ledger",)
     ROUTING = ("mode",)
 
     txn_id: UUID
@@ -31,6 +32,7 @@ class EquityMarked(Payload):
     """The book's equity marked to market (at a fill or a candle of a held symbol), with peak and drawdown."""
 
     FAMILY = "ledger"
+    PRODUCERS = ("ledger",)
     ROUTING = ("mode",)
 
     mode: TradingMode

@@ -32,6 +32,7 @@ class CandleClosed(_Ohlcv):
     """A candle that has closed; ``ts`` is its open time (exchange convention)."""
 
     FAMILY = "md"
+    PRODUCERS = ("market_data",)
 
 
 class CandleCorrected(_Ohlcv):
@@ -39,6 +40,7 @@ class CandleCorrected(_Ohlcv):
     Published instead of silently overwriting, so consumers can decide what to recompute."""
 
     FAMILY = "md"
+    PRODUCERS = ("market_data",)
 
     previous: CandleClosed
 
@@ -52,6 +54,7 @@ class OrderBookSnapshotted(Payload):
     """Top-N levels of a venue's order book at ``ts`` (best first on both sides)."""
 
     FAMILY = "md"
+    PRODUCERS = ("market_data",)
     ROUTING = ("exchange", "symbol")
 
     exchange: Exchange
@@ -76,6 +79,7 @@ class DataSourceSwitched(Payload):
     """A symbol's feed moved to another source (persistent failure, or back to the recovered primary)."""
 
     FAMILY = "md"
+    PRODUCERS = ("market_data",)
     ROUTING = ("symbol",)
 
     symbol: Symbol

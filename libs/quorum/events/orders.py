@@ -25,6 +25,7 @@ class OrderIntentApproved(Payload):
     """Risk sized an intent and let it through."""
 
     FAMILY = "orders"
+    PRODUCERS = ("risk",)
     ROUTING = ("exchange", "symbol")
 
     SCHEMA_VERSION = 2
@@ -47,6 +48,7 @@ class OrderIntentRefused(Payload):
     """Risk refused an intent; ``reason_code`` says which check failed."""
 
     FAMILY = "orders"
+    PRODUCERS = ("risk",)
     ROUTING = ("exchange", "symbol")
 
     decision_id: UUID
@@ -61,6 +63,7 @@ class TradeProposed(Payload):
     """Semi-Auto: an approved intent waits for an operator's approval until ``expires_at``."""
 
     FAMILY = "orders"
+    PRODUCERS = ("oms",)
     ROUTING = ("exchange", "symbol")
 
     decision_id: UUID
@@ -79,6 +82,7 @@ class SubmitOrder(Payload):
     the venue cancels the rest of the group as soon as one of them executes (as Binance's OCO does)."""
 
     FAMILY = "venue"
+    PRODUCERS = ("oms",)
     ROUTING = ("venue", "symbol")
     KIND = "command"
     SCHEMA_VERSION = 2
@@ -113,6 +117,7 @@ class CancelOrder(Payload):
     """Command from the OMS to a venue: cancel what is left of an order."""
 
     FAMILY = "venue"
+    PRODUCERS = ("oms",)
     ROUTING = ("venue", "symbol")
     KIND = "command"
 
@@ -145,6 +150,7 @@ class OrderAccepted(_VenueAnswer):
     """The venue has the order (resting, or about to match)."""
 
     FAMILY = "venue"
+    PRODUCERS = ("matching",)
 
     ts: AwareDatetime
 
@@ -153,12 +159,14 @@ class OrderCanceled(_VenueEnded):
     """The venue cancelled what was left of an order (on request, by time in force, or by its OCO partner)."""
 
     FAMILY = "venue"
+    PRODUCERS = ("matching",)
 
 
 class OrderExpired(_VenueEnded):
     """What was left expired (an unfillable market / IOC remainder, an FOK that could not fill)."""
 
     FAMILY = "venue"
+    PRODUCERS = ("matching",)
 
     reason_code: str = "EXPIRED"
 
@@ -167,6 +175,7 @@ class OrderRejected(_VenueAnswer):
     """The venue refused an order."""
 
     FAMILY = "venue"
+    PRODUCERS = ("matching",)
 
     reason_code: str
     detail: str = ""
@@ -176,6 +185,7 @@ class OrderUpdated(Payload):
     """The OMS's view of an order after a state change (the order's history is the stream of these)."""
 
     FAMILY = "orders"
+    PRODUCERS = ("oms",)
     ROUTING = ("exchange", "symbol")
 
     client_order_id: str

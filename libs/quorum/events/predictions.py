@@ -9,6 +9,7 @@ from quorum.events.base import SeriesPoint
 
 class PredictionMade(SeriesPoint):
     FAMILY = "predictions"
+    PRODUCERS = ("inference",)
     ROUTING = ("exchange", "symbol", "timeframe")
 
     model_name: str

@@ -35,6 +35,7 @@ class DecisionMade(SeriesPoint):
     """
 
     FAMILY = "council"
+    PRODUCERS = ("council",)
     ROUTING = ("exchange", "symbol")
     SCHEMA_VERSION = 2
 
@@ -60,6 +61,7 @@ class StrategyDisabled(Payload):
     """A strategy raised or returned garbage for this symbol: it no longer votes there until re-enabled."""
 
     FAMILY = "council"
+    PRODUCERS = ("council",)
     ROUTING = ("exchange", "symbol")
 
     exchange: str

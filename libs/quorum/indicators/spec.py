@@ -7,6 +7,7 @@ columns, so the streaming engine and the batch function cannot drift apart on wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -432,8 +433,9 @@ class FeatureSetSpec(BaseModel):
         payload = {"revision": LIBRARY_REVISION, "spec": self.model_dump(mode="json")}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
+        """Computed once per spec (it is immutable): every candle's feature row names it."""
         return "fs2-" + hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
     @property

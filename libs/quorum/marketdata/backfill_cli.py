@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from quorum.marketdata import sources
+from quorum.marketdata import exchanges
 
 DEFAULT_TIMEFRAMES = "1m,5m,1h,1d"
 DEFAULT_YEARS = 2
@@ -22,7 +22,7 @@ DEFAULT_YEARS = 2
 
 def make_exchange(exchange_id: str, *, base_url: str | None = None, config: dict[str, Any] | None = None) -> Any:
     """The REST exchange a backfill uses: prices kept as the exchange's text, REST moved to ``base_url``."""
-    return sources.make_exchange(exchange_id, base_url=base_url, pro=False, numbers_as_text=True, config=config)
+    return exchanges.make_exchange(exchange_id, base_url=base_url, pro=False, numbers_as_text=True, config=config)
 
 
 def _when(value: str) -> datetime:
@@ -98,7 +98,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 async def run_backfill(args: argparse.Namespace, out: TextIO) -> int:
     from quorum.clock import LiveClock
     from quorum.db.engine import create_engine
-    from quorum.marketdata.backfill import backfill, repair_gaps
+    from quorum.marketdata.backfill import backfill
+    from quorum.marketdata.gaps import repair_gaps
     from quorum.marketdata.universe import get_universe, resolve
     from quorum.runtime.settings import DEV_DATABASE_URL
 

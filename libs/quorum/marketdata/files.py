@@ -12,6 +12,7 @@ import polars as pl
 
 from quorum.events.market_data import CandleClosed
 from quorum.marketdata.validation import CandleValidator, Rejections, SeriesId
+from quorum.times import to_ms
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 _NAME = re.compile(
@@ -53,7 +54,7 @@ def candles(
     """Validated candles in file order, skipping those at or before ``after`` (published before a restart).
     Bad rows are counted by reason and skipped; only candles closed by ``now`` are produced."""
     validator = CandleValidator(series, rejections, last=after)
-    after_ms = None if after is None else int(after.timestamp() * 1000)
+    after_ms = None if after is None else to_ms(after)
     for ts_raw, o, h, lo, c, v in df.iter_rows():
         if after_ms is not None and ts_raw is not None and str(ts_raw).isdigit() and int(ts_raw) <= after_ms:
             continue

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from pydantic import ValidationError
 
 from quorum.events.market_data import CandleClosed
-from quorum.types import timeframe_seconds
+from quorum.times import from_ms, timeframe_step
+
+PRICES = ("open", "high", "low", "close", "volume")  # a candle's values, in OHLCV row order
 
 
 @dataclass(frozen=True)
@@ -21,12 +23,6 @@ class SeriesId:
     exchange: str
     symbol: str
     timeframe: str
-
-
-def candle_key(candle: CandleClosed) -> str:
-    """The natural key a candle's event id derives from; every source (replay, backfill, live) must use this one,
-    or the same candle would get two ids and be stored and published twice."""
-    return f"{candle.exchange}|{candle.symbol}|{candle.timeframe}|{candle.ts.isoformat()}"
 
 
 @dataclass
@@ -58,14 +54,14 @@ class CandleValidator:
 
     @property
     def step(self) -> timedelta:
-        return timedelta(seconds=timeframe_seconds(self.series.timeframe))
+        return timeframe_step(self.series.timeframe)
 
     def check(self, ts_ms: object, o: object, h: object, lo: object, c: object, v: object, *,
               now: datetime) -> CandleClosed | None:
         """The candle, or None after recording why it was rejected. ``now`` decides what has closed."""
         try:
-            ts = datetime.fromtimestamp(int(str(ts_ms)) / 1000, UTC)
-        except (TypeError, ValueError, OverflowError):
+            ts = from_ms(int(str(ts_ms)))
+        except (TypeError, ValueError):
             return self._reject("bad_timestamp")
         if self.last is not None and ts <= self.last:
             return self._reject("non_monotonic_time")

@@ -29,9 +29,10 @@ take no supply from that same event.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -272,6 +273,8 @@ class MatchingEngine:
 
     def _arrive(self, out: list[Output], is_due: Callable[[int], bool]) -> None:
         for o in sorted((o for o in self.pending.values() if is_due(o.due)), key=lambda o: (o.due, o.seq)):
+            if o.order.client_order_id not in self.pending:
+                continue  # cancelled a moment ago by its OCO partner, which arrived with it and executed
             del self.pending[o.order.client_order_id]
             out.append(StatusChange(o.order.client_order_id, S.ACCEPTED, o.due, ZERO))
             if o.order.type in STOP_TYPES:
@@ -414,6 +417,20 @@ class MatchingEngine:
                 Order.from_dict(r["order"]), r["due"], r["seq"], Decimal(r["filled"]), r["fills"])
         engine.final = {coid: OrderStatus(status) for coid, status in d["final"]}
         return engine
+
+    def copy(self) -> MatchingEngine:
+        """An engine in the same state that shares nothing mutable with this one (pure decisions copy the engine
+        they change, so the state they started from stays as it was). ``rng`` is shared: the engine only
+        persists it, latencies come from per-order generators (``latency_of``)."""
+        twin = copy.copy(self)
+        if self.book is not None:
+            b = self.book
+            twin.book = Book(b.ts, b.bids, b.asks, b.synthetic, {side: list(q) for side, q in b.used.items()})
+        twin.pending, twin.stops, twin.resting, twin.waiting = (
+            {coid: replace(o) for coid, o in pool.items()}
+            for pool in (self.pending, self.stops, self.resting, self.waiting))
+        twin.final = dict(self.final)
+        return twin
 
     def _pools(self) -> dict[str, dict[str, _Live]]:
         return {"pending": self.pending, "waiting": self.waiting, "stops": self.stops, "resting": self.resting}

@@ -1,11 +1,22 @@
 """Consuming: one durable pull consumer per handler, each message applied exactly once.
 
-For every message: decode (undecodable -> dead letter at once), then in ONE database transaction claim the
-event id in the inbox, run the handler and write its outgoing events to the outbox; commit; only then ack.
-A handler failure is retried (nak with backoff) up to the consumer's ``max_deliver``; the last failure sends
-the message to the dead-letter stream with the error, and consumption goes on. Failures that are not the
-message's own spend no delivery: a database that is away or restarting holds the message until it is back,
-and a deadlock or serialization failure re-runs the transaction at once.
+A fetched batch of messages is applied in ONE database transaction: claim every event id in the inbox, run each
+message's handler in its own savepoint, write what the handlers emitted to the outbox; commit; only then ack,
+and publish the emitted events at once (the outbox relay only sweeps up what a crash left between commit and
+publish). A handler failure rolls back its own savepoint alone: the rest of the batch commits and the failing
+message is retried (nak with backoff) up to the consumer's ``max_deliver``; the last failure sends it to the
+dead-letter stream with the error, and consumption goes on. Undecodable messages are dead-lettered at once.
+Failures that are not the message's own spend no delivery: a database that is away or restarting holds the batch
+until it is back, and a deadlock or serialization failure re-runs the transaction at once (a message that loses
+such a race mid-batch lets the messages before it commit first, releasing their locks). A failure outside every
+handler (at commit, say) applies that batch again one message per transaction, to find whose it is. With
+``batch_transactions`` off, every message is its own transaction.
+
+In-memory state: handlers change it only through ``ctx.after_commit``. Inside a batch, a message's callbacks run
+before the next message of the batch is handled, as that message would see them one transaction per message;
+the last message's run after the commit. If the batch's transaction is then lost as a whole (the database went
+away, the commit failed), memory is ahead of the database: ``on_lost`` (``Service.on_batch_lost``) is awaited
+before the batch is applied again.
 """
 
 from __future__ import annotations
@@ -28,8 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quorum.bus.publisher import Publisher
 from quorum.clock import Clock
-from quorum.db.inbox import claim
-from quorum.db.outbox import enqueue
+from quorum.db.inbox import claim_all, unclaim
+from quorum.db.outbox import OutboxRelay, Queued, enqueue
 from quorum.events.base import Envelope, Payload, UndecodableMessage, decode, new_envelope
 from quorum.metrics import DLQ, DUPLICATES, EVENTS_IN, HANDLER_ERRORS, HANDLER_SECONDS, REDELIVERIES
 from quorum.runtime import logs
@@ -78,6 +89,10 @@ class _Abandoned(Exception):
 
 
 INFRASTRUCTURE_ERRORS = (DBAPIError, OSError, ConnectionError)
+# One name for every message's savepoint (each is released or rolled back before the next): a new name per
+# message would be new SQL text each time, prepared anew and crowding the driver's statement cache.
+_SAVEPOINT, _RELEASE, _ROLLBACK_TO = (f"{verb} quorum_message" for verb in (
+    "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 CONFLICT_RETRIES = 5
 # Client-side losses of the connection carry no SQLSTATE.
@@ -150,8 +165,31 @@ async def retry_conflicts(attempt: Callable[[], Awaitable[T]], *, retries: int =
             await asyncio.sleep(random.uniform(0.002, 0.02) * n)
 
 
+def run_after_commit(ctx: Context) -> bool:
+    """Run (once) the in-memory changes a unit of work deferred; True when there were any."""
+    fns, ctx.after_commit = ctx.after_commit, []
+    for fn in fns:
+        fn()
+    return bool(fns)
+
+
 def _backoff(delivered: int) -> float:
     return min(0.5 * 2 ** (delivered - 1), 10.0)
+
+
+@dataclass(eq=False)
+class _Item:
+    """A fetched message on its way through a transaction, and how that transaction treated it."""
+
+    msg: Msg
+    envelope: Envelope[Any]
+    ctx: Context | None = None  # applied: its unit of work committed
+    duplicate: bool = False  # the inbox already had its event id
+    error: BaseException | None = None  # its handler failed: nak or dead-letter once the others committed
+    seconds: float = 0.0
+
+    def reset(self) -> None:
+        self.ctx, self.duplicate, self.error, self.seconds = None, False, None, 0.0
 
 
 class ConsumerLoop:
@@ -165,21 +203,24 @@ class ConsumerLoop:
         publisher: Publisher,
         clock: Clock,
         service: str,
-        on_commit: Callable[[], None] = lambda: None,
-        batch: int = 50,
+        batch: int = 100,
+        batch_transactions: bool = True,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
         self._handler = handler
         self._js = js
         self._engine = engine
         self._publisher = publisher
+        self._outbox = OutboxRelay(engine, publisher, service)
         self._clock = clock
         self._service = service
-        self._on_commit = on_commit
         self._batch = batch
+        self._batch_transactions = batch_transactions
+        self._on_lost = on_lost
+        self._labels = (service, spec.durable)
         self._sub: Any = None
         self._stopping: asyncio.Event | None = None
-        self._batch_left: list[Msg] = []  # fetched, not yet processed: kept in progress while one is held
 
     async def bind(self) -> None:
         """Bind to the provisioned durable; raises if provisioning has not declared it yet."""
@@ -205,11 +246,8 @@ class ConsumerLoop:
                 log.warning("fetch on %s failed: %s", self.spec.durable, exc)
                 await asyncio.sleep(1.0)
                 continue
-            for i, msg in enumerate(msgs):
-                # Finish the fetched batch even when stopping: each message is acked or left to redeliver.
-                self._batch_left = msgs[i + 1:]
-                await self.process(msg)
-            self._batch_left = []
+            # Finish the fetched batch even when stopping: each message is acked or left to redeliver.
+            await self.process_batch(msgs)
 
     async def _next_batch(self) -> list[Msg]:
         """Drain what is available at once; when idle, long-poll for ONE message so it is handled the moment
@@ -220,82 +258,178 @@ class ConsumerLoop:
             return await self._sub.fetch(1, timeout=self.spec.idle_poll_s)
 
     async def process(self, msg: Msg) -> None:
-        delivered = msg.metadata.num_delivered
-        labels = (self._service, self.spec.durable)
-        if delivered > 1:
-            REDELIVERIES.labels(*labels).inc()
+        await self.process_batch([msg])
+
+    async def process_batch(self, msgs: list[Msg]) -> None:
+        items = [item for item in [await self._decoded(m) for m in msgs] if item is not None]
+        groups = [items] if self._batch_transactions else [[item] for item in items]
+        for n, group in enumerate(groups):
+            if not group:
+                continue
+            try:
+                await self._apply(group, waiting=[item.msg for later in groups[n + 1:] for item in later])
+            except _Abandoned:
+                return  # stopping while the database is away: not acked, so they are redelivered later
+
+    async def _decoded(self, msg: Msg) -> _Item | None:
+        """The message as an envelope; an undecodable one goes to the dead letters at once (None)."""
+        if msg.metadata.num_delivered > 1:
+            REDELIVERIES.labels(*self._labels).inc()
         try:
             envelope = decode(msg.data)
         except UndecodableMessage as exc:
-            EVENTS_IN.labels(*labels, "undecodable").inc()
+            EVENTS_IN.labels(*self._labels, "undecodable").inc()
             await self._dead_letter(msg, f"undecodable: {exc}")
-            return
-        EVENTS_IN.labels(*labels, envelope.event_type).inc()
-        tok_c = logs.correlation_id.set(str(envelope.correlation_id))
-        tok_e = logs.event_id.set(str(envelope.event_id))
-        started = time.perf_counter()
-        try:
-            ctx = await self._apply_when_infrastructure_allows(envelope, msg)
-        except _Abandoned:
-            return  # stopping while the database is away: not acked, so it is redelivered later
-        except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
-            HANDLER_ERRORS.labels(*labels).inc()
-            if delivered >= self.spec.max_deliver:
-                log.exception("%s failed on delivery %d/%d: dead-lettering", envelope.event_type, delivered,
-                              self.spec.max_deliver)
-                await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
-            else:
-                log.warning("%s failed on delivery %d/%d (%s); will retry", envelope.event_type, delivered,
-                            self.spec.max_deliver, exc)
-                await msg.nak(delay=_backoff(delivered))
-            return
-        finally:
-            HANDLER_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-            logs.correlation_id.reset(tok_c)
-            logs.event_id.reset(tok_e)
-        await self._ack(msg)  # only after the transaction committed
-        if ctx is not None:
-            for fn in ctx.after_commit:
-                fn()
-            if ctx.emitted:
-                self._on_commit()
+            return None
+        EVENTS_IN.labels(*self._labels, envelope.event_type).inc()
+        return _Item(msg, envelope)
 
-    async def _apply(self, envelope: Envelope[Any]) -> Context | None:
-        """One transaction: inbox claim, handler, outbox. None when the inbox already had the event."""
-        async with self._engine.begin() as conn:
-            if not await claim(conn, self.spec.durable, envelope.event_id):
-                DUPLICATES.labels(self._service, self.spec.durable).inc()
-                return None
-            ctx = Context(conn=conn, clock=self._clock, service=self._service, envelope=envelope)
-            await self._handler(ctx)
-            await enqueue(conn, self._service, ctx.emitted)
-            return ctx
+    async def _apply(self, items: list[_Item], *, waiting: list[Msg]) -> None:
+        """Commit the items (in as many transactions as lock races split them into), then settle each."""
+        while items:
+            try:
+                covered, queued = await self._when_infrastructure_allows(items, waiting)
+            except _Abandoned:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the message's own failure (or, in a batch, an unknown one's)
+                if len(items) > 1:
+                    log.warning("a batch of %d on %s failed outside its handlers (%s); applying it one by one",
+                                len(items), self.spec.durable, exc)
+                    for i, item in enumerate(items):
+                        await self._apply([item], waiting=[*(m.msg for m in items[i + 1:]), *waiting])
+                    return
+                items[0].reset()
+                items[0].error = exc
+                covered, queued = 1, []
+            await self._settle(items[:covered], queued)
+            items = items[covered:]
 
-    async def _apply_when_infrastructure_allows(self, envelope: Envelope[Any], msg: Msg) -> Context | None:
-        """An unreachable or restarting database is not the message's fault: keep the message (and the rest of
-        its batch) in progress and retry until the database is back, instead of burning deliveries into the
-        DLQ. Lock races are re-run at once, in-process."""
+    async def _when_infrastructure_allows(self, items: list[_Item], waiting: list[Msg]) -> tuple[int, list[Queued]]:
+        """An unreachable or restarting database is not the messages' fault: keep them (and the rest of the
+        fetch) in progress and retry until the database is back, instead of burning deliveries into the DLQ.
+        Lock races are re-run at once, in-process."""
         delay = 0.5
         while True:
             try:
-                return await retry_conflicts(lambda: self._apply(envelope))
+                return await retry_conflicts(lambda: self._transaction(items))
             except INFRASTRUCTURE_ERRORS as exc:
                 if classify(exc) is not Failure.CONNECTIVITY:
                     raise
                 if self._stopping is not None and self._stopping.is_set():
                     raise _Abandoned() from exc
-                log.warning("database unavailable (%s); holding %s and retrying in %.1fs",
-                            str(exc).splitlines()[0][:200], envelope.event_type, delay)
-                await self._hold(msg, delay)
+                log.warning("database unavailable (%s); holding %d message(s) of %s and retrying in %.1fs",
+                            str(exc).splitlines()[0][:200], len(items), self.spec.durable, delay)
+                await self._hold([*(item.msg for item in items), *waiting], delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _hold(self, msg: Msg, seconds: float) -> None:
-        """Wait, telling the server every third of ``ack_wait`` that this message and the rest of its fetched
-        batch are still being worked on, so none of them is redelivered (which would count a delivery)."""
+    async def _transaction(self, items: list[_Item]) -> tuple[int, list[Queued]]:
+        """One transaction: inbox claims, each handler (in a savepoint when there are several), the outbox.
+        Returns how many of the items it covered (fewer than all when one lost a lock race mid-batch: the ones
+        before it commit, the rest are claimed again by the next transaction) and what it queued to publish."""
+        for item in items:
+            item.reset()
+        nested = len(items) > 1
+        ran_early = False
+        covered = len(items)
+        try:
+            async with self._engine.begin() as conn:
+                fresh = await claim_all(conn, self.spec.durable, [item.envelope.event_id for item in items])
+                previous: Context | None = None
+                for k, item in enumerate(items):
+                    event_id = item.envelope.event_id
+                    if event_id not in fresh:  # applied before (or earlier in this batch, under another msg id)
+                        item.duplicate = True
+                        continue
+                    fresh.discard(event_id)
+                    if previous is not None:  # this message must see what the one before did to memory
+                        ran_early |= run_after_commit(previous)
+                    ctx = Context(conn=conn, clock=self._clock, service=self._service, envelope=item.envelope)
+                    try:
+                        await self._handle(ctx, item, nested)
+                    except Exception as exc:
+                        failure = classify(exc)
+                        if not nested or failure is Failure.CONNECTIVITY or (failure is Failure.CONFLICT and k == 0):
+                            raise
+                        if failure is Failure.CONFLICT:  # commit what came before; it goes again on its own
+                            await unclaim(conn, self.spec.durable, [event_id, *fresh])
+                            covered = k
+                            break
+                        await unclaim(conn, self.spec.durable, [event_id])
+                        item.error = exc
+                        continue
+                    item.ctx = previous = ctx
+                emitted = [e for item in items[:covered] if item.ctx is not None for e in item.ctx.emitted]
+                queued = await enqueue(conn, self._service, emitted)
+        except BaseException:
+            if ran_early and self._on_lost is not None:
+                log.warning("a batch on %s was lost after changing memory; the service reloads it", self.spec.durable)
+                await self._on_lost()
+            raise
+        return covered, queued
+
+    async def _handle(self, ctx: Context, item: _Item, nested: bool) -> None:
+        tok_c = logs.correlation_id.set(str(item.envelope.correlation_id))
+        tok_e = logs.event_id.set(str(item.envelope.event_id))
+        started = time.perf_counter()
+        try:
+            if not nested:
+                await self._handler(ctx)
+                return
+            await ctx.conn.exec_driver_sql(_SAVEPOINT)
+            try:
+                await self._handler(ctx)
+            except Exception:
+                await ctx.conn.exec_driver_sql(_ROLLBACK_TO)  # a failure undoes this message alone
+                raise
+            await ctx.conn.exec_driver_sql(_RELEASE)
+        finally:
+            item.seconds = time.perf_counter() - started
+            logs.correlation_id.reset(tok_c)
+            logs.event_id.reset(tok_e)
+
+    async def _settle(self, items: list[_Item], queued: list[Queued]) -> None:
+        """After the commit: ack what it covered, adopt the in-memory changes, publish what was emitted at
+        once (what a failed publish leaves, the outbox relay sweeps up), and nak or dead-letter failures."""
+        for item in items:
+            HANDLER_SECONDS.labels(*self._labels).observe(item.seconds)
+            if item.error is not None:
+                continue
+            if item.duplicate:
+                DUPLICATES.labels(*self._labels).inc()
+            await self._ack(item.msg)  # only after the transaction committed
+            if item.ctx is not None:
+                run_after_commit(item.ctx)
+        if queued:
+            await self._outbox.publish_now(queued)
+        for item in items:
+            if item.error is not None:
+                await self._failed(item)
+
+    async def _failed(self, item: _Item) -> None:
+        HANDLER_ERRORS.labels(*self._labels).inc()
+        delivered, kind, exc = item.msg.metadata.num_delivered, item.envelope.event_type, item.error
+        tok_c = logs.correlation_id.set(str(item.envelope.correlation_id))
+        tok_e = logs.event_id.set(str(item.envelope.event_id))
+        try:
+            if delivered >= self.spec.max_deliver:
+                log.error("%s failed on delivery %d/%d: dead-lettering", kind, delivered, self.spec.max_deliver,
+                          exc_info=exc)
+                await self._dead_letter(item.msg, f"{type(exc).__name__}: {exc}")
+            else:
+                log.warning("%s failed on delivery %d/%d (%s); will retry", kind, delivered, self.spec.max_deliver,
+                            exc)
+                await item.msg.nak(delay=_backoff(delivered))
+        finally:
+            logs.correlation_id.reset(tok_c)
+            logs.event_id.reset(tok_e)
+
+    async def _hold(self, msgs: list[Msg], seconds: float) -> None:
+        """Wait, telling the server every third of ``ack_wait`` that these messages (the transaction's and the
+        rest of the fetch) are still being worked on, so none of them is redelivered (which would count)."""
         step = max(self.spec.ack_wait_s / 3, 0.05)
         deadline = time.monotonic() + seconds
         while True:
-            for m in (msg, *self._batch_left):
+            for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.in_progress()
             left = deadline - time.monotonic()

@@ -27,9 +27,9 @@ from quorum.bus.connection import connect, jetstream
 from quorum.bus.publisher import Publisher
 from quorum.clock import Clock, LiveClock
 from quorum.db.engine import create_engine
-from quorum.db.outbox import OutboxRelay, enqueue
+from quorum.db.outbox import OutboxRelay, Queued, enqueue
 from quorum.metrics import SERVICE_STATE
-from quorum.runtime.handling import ConsumerLoop, Context, Handler, retry_conflicts
+from quorum.runtime.handling import ConsumerLoop, Context, Handler, retry_conflicts, run_after_commit
 from quorum.runtime.logs import setup_logging
 from quorum.runtime.settings import ServiceSettings
 from quorum.topology import TOPOLOGY
@@ -95,26 +95,32 @@ class Service:
         """What operators should see in the status next to this service's state (e.g. its data source)."""
         return {}
 
+    async def on_batch_lost(self) -> None:
+        """A batch transaction was lost as a whole (the database went away, the commit failed) after some of its
+        messages' ``after_commit`` callbacks had run (the next message of the batch had to see them): memory is
+        ahead of the database, and the batch is about to be applied again. Reload or drop the in-memory state
+        here. The default does nothing: right for state that re-validates against the database, as the features'
+        per-series fold does (it is rebuilt when a candle does not follow it)."""
+
     async def transact(self, work: Callable[[Context], Awaitable[Any]]) -> Any:
         """Run ``work`` in one transaction outside any consumer (start-up, HTTP requests, periodic tasks);
-        emitted events go through the outbox and are relayed after the commit. A transaction that loses a
+        emitted events go through the outbox and are published right after the commit. A transaction that loses a
         deadlock or serialization race is run again at once (``work`` must be safe to re-run: it is, as long
         as it only acts through ``ctx``)."""
         assert self.engine is not None and self.relay is not None
         engine = self.engine
 
-        async def attempt() -> tuple[Context, Any]:
+        async def attempt() -> tuple[Context, list[Queued], Any]:
             async with engine.begin() as conn:
                 ctx = Context(conn=conn, clock=self.clock, service=self.NAME)
                 result = await work(ctx)
-                await enqueue(conn, self.NAME, ctx.emitted)
-            return ctx, result
+                queued = await enqueue(conn, self.NAME, ctx.emitted)
+            return ctx, queued, result
 
-        ctx, result = await retry_conflicts(attempt)
-        for fn in ctx.after_commit:
-            fn()
-        if ctx.emitted:
-            self.relay.wake()
+        ctx, queued, result = await retry_conflicts(attempt)
+        run_after_commit(ctx)
+        if queued:
+            await self.relay.publish_now(queued)
         return result
 
     # ----- lifecycle --------------------------------------------------------------------------------------
@@ -252,7 +258,8 @@ class Service:
         for durable, handler in handlers.items():
             loop = ConsumerLoop(
                 TOPOLOGY.consumer(durable), handler, js=self.js, engine=self.engine, publisher=self.publisher,
-                clock=self.clock, service=self.NAME, on_commit=self.relay.wake,
+                clock=self.clock, service=self.NAME, batch=self.settings.consume_batch,
+                batch_transactions=self.settings.batch_transactions, on_lost=self.on_batch_lost,
             )
             delay = 0.5
             while True:

@@ -69,6 +69,10 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8100, ge=0, le=65535)
     heartbeat_s: float = Field(default=5.0, gt=0)
+    batch_transactions: bool = Field(
+        default=True, description="apply each fetched batch of a consumer in one transaction (a savepoint per "
+                                  "message); off: one transaction per message")
+    consume_batch: int = Field(default=100, ge=1, le=1000, description="messages fetched at once per consumer")
 
     def secrets_in_use(self) -> dict[str, str]:
         """Secret values to check against the known defaults; subclasses add theirs."""

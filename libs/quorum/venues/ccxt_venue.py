@@ -116,7 +116,7 @@ def _order(info: dict[str, Any], symbol: str) -> VenueOrder:
 def live_exchange(exchange_id: str, *, api_key: str, secret: str, base_url: str | None = None) -> Any:
     """A spot ccxt exchange with trading credentials; it loads spot markets only (no wallet or margin
     metadata, which a trading key may not be allowed to read)."""
-    from quorum.marketdata.sources import make_exchange
+    from quorum.marketdata.exchanges import make_exchange
 
     return make_exchange(exchange_id, base_url=base_url, pro=False, config={
         "apiKey": api_key, "secret": secret, "options": {"fetchCurrencies": False, "fetchMargins": False}})

@@ -1,0 +1,199 @@
+"""Benchmark: the durable service pipeline against its floor, in one run. Not a test.
+
+    .venv/bin/python bench/pipeline_throughput.py [--candles 2000] [--floor 2000] [--paced 300 --rate 10]
+
+* floor: what one hop cannot go below, serially: one JetStream publish (acked), fetch and ack, plus one committed
+  PostgreSQL transaction (an inbox row), per message; and the same with a fetched batch per transaction.
+* pipeline: ``--candles`` real BTC/USDT hourly candles replayed with free pacing through every service (each its
+  own process), with batched transactions (the default) and without (``QUORUM_<SERVICE>_BATCH_TRANSACTIONS=false``).
+  Throughput is read from the servers' own clocks: the first candle stored on the MD stream to the last decision
+  stored on the COUNCIL stream, and over the middle 80 % of the decisions (sustained).
+* latency: ``--paced`` candles at ``--rate`` candles/s (low load), candle -> decision per candle, both stored
+  timestamps of the same NATS server: percentiles.
+
+Embedded durable servers (PostgreSQL fsync on, JetStream sync_interval always), as the stack runs natively.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from quorum.devstack import SERVICES, Stack  # noqa: E402
+from quorum.events.market_data import CandleClosed  # noqa: E402
+from quorum.events.signals import DecisionMade  # noqa: E402
+from quorum.subjects import subject  # noqa: E402
+from replay_publish import servers  # noqa: E402
+
+from tests.support import run_sql  # noqa: E402
+
+DATA = Path(os.environ.get("QUORUM_DATA_DIR", REPO.parent / "shared" / "data"))
+PIPELINE = tuple(n for n in SERVICES if n not in ("market_data", "gateway"))
+
+
+# --- the floor --------------------------------------------------------------------------------------------
+async def floor(db: str, nats_url: str, n: int, batch: int) -> tuple[float, float]:
+    """(messages/s one at a time, messages/s a fetched batch per transaction): publish+fetch+ack+commit."""
+    import nats
+    from nats.js import api
+    from quorum.db.engine import create_engine
+    from sqlalchemy import text
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(api.StreamConfig(name="FLOOR", subjects=["floor.>"], storage=api.StorageType.FILE))
+    await js.add_consumer("FLOOR", api.ConsumerConfig(durable_name="floor", ack_policy=api.AckPolicy.EXPLICIT,
+                                                      max_ack_pending=10_000))
+    sub = await js.pull_subscribe_bind(durable="floor", stream="FLOOR")
+    engine = create_engine(db)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS floor_inbox (id uuid PRIMARY KEY)"))
+    insert = text("INSERT INTO floor_inbox (id) VALUES (:id)")
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await js.publish("floor.x", b"{}", headers={"Nats-Msg-Id": str(uuid.uuid4())})
+            msg = (await sub.fetch(1, timeout=5))[0]
+            async with engine.begin() as conn:
+                await conn.execute(insert, {"id": uuid.uuid4()})
+            await msg.ack()
+        serial = n / (time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            size = min(batch, n - done)
+            await asyncio.gather(*(js.publish("floor.x", b"{}", headers={"Nats-Msg-Id": str(uuid.uuid4())})
+                                   for _ in range(size)))
+            msgs: list[object] = []
+            while len(msgs) < size:
+                msgs += await sub.fetch(size - len(msgs), timeout=5)
+            async with engine.begin() as conn:
+                await conn.execute(insert, [{"id": uuid.uuid4()} for _ in msgs])
+            for m in msgs:
+                await m.ack()  # type: ignore[attr-defined]
+            done += size
+        batched = n / (time.perf_counter() - t0)
+    finally:
+        await engine.dispose()
+        await nc.close()
+    return serial, batched
+
+
+# --- the pipeline -----------------------------------------------------------------------------------------
+async def stored_times(nats_url: str, stream: str, subject: str) -> dict[str, float]:
+    """(symbol, candle ts) -> when the server stored that event (seconds), read with an ephemeral consumer."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    out: dict[str, float] = {}
+    try:
+        sub = await nc.jetstream().pull_subscribe(subject, stream=stream)
+        while True:
+            try:
+                msgs = await sub.fetch(1000, timeout=1)
+            except TimeoutError:
+                break
+            for m in msgs:
+                payload = json.loads(m.data)["payload"]
+                out.setdefault(f"{payload['symbol']} {payload['ts']}", m.metadata.timestamp.timestamp())
+                await m.ack()
+    finally:
+        await nc.close()
+    return out
+
+
+def run_pipeline(candles: int, *, batched: bool, rate: float = 0.0) -> dict[str, object]:
+    """One fresh stack: replay ``candles`` (free pacing, or ``rate`` candles/s), wait for every decision, and
+    read the candle and decision times off the streams."""
+    csv = DATA / "ohlcv" / "binance_BTCUSDT_1h.csv"
+    env = {"QUORUM_ENVIRONMENT": "test", "QUORUM_LOG_LEVEL": "WARNING", "QUORUM_MARKET_DATA_REPLAY_FILE": str(csv),
+           "QUORUM_MARKET_DATA_REPLAY_LIMIT": str(candles), "QUORUM_MARKET_DATA_REPLAY_PACING": "free",
+           "QUORUM_MARKET_DATA_REPLAY_SPEED": str(rate * 3600)}
+    env |= {f"QUORUM_{name.upper()}_BATCH_TRANSACTIONS": str(batched).lower() for name in SERVICES}
+    stack = Stack.with_free_ports(Path(tempfile.mkdtemp(prefix="quorum-pipeline-")), log=io.StringIO(),
+                                  durable=True, env=env)
+    try:
+        stack.start_infra()
+        stack.prepare()
+        stack.start_services(PIPELINE)
+        stack.wait_ready(120)
+        stack.start_service("market_data")
+        assert stack.database_url and stack.nats_url
+        deadline = time.monotonic() + 60 + candles / max(rate, 5.0)
+        while int(run_sql(stack.database_url, "SELECT count(*) AS n FROM decisions")[0]["n"]) < candles:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the decisions did not all arrive; the log:\n" + stack.log.getvalue()[-4000:])
+            time.sleep(0.1)
+        candle_at = asyncio.run(stored_times(stack.nats_url, "MD", subject(CandleClosed)))
+        decided_at = asyncio.run(stored_times(stack.nats_url, "COUNCIL", subject(DecisionMade)))
+        commits = int(run_sql(stack.database_url, "SELECT xact_commit AS n FROM pg_stat_database "
+                                                  "WHERE datname = current_database()")[0]["n"])
+    finally:
+        stack.stop()
+    latencies = sorted(decided_at[k] - candle_at[k] for k in decided_at)
+    decided = sorted(decided_at.values())
+    lo, hi = decided[len(decided) // 10], decided[len(decided) * 9 // 10]
+    return {"candles": len(decided), "seconds": decided[-1] - min(candle_at.values()),
+            "sustained": (len(decided) * 8 // 10) / (hi - lo), "latencies": latencies, "commits": commits}
+
+
+def percentile(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--candles", type=int, default=2000, help="free-pacing candles per pipeline run")
+    p.add_argument("--floor", type=int, default=2000, help="messages in each floor measurement")
+    p.add_argument("--paced", type=int, default=300, help="candles in each low-load latency run (0: skip)")
+    p.add_argument("--rate", type=float, default=10.0, help="candles/s of the low-load latency runs")
+    p.add_argument("--only", choices=("batched", "unbatched"), help="one pipeline variant only")
+    args = p.parse_args()
+    print("command:", shlex.join([".venv/bin/python", "bench/pipeline_throughput.py", *sys.argv[1:]]))
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    from quorum.devstack import migrate
+
+    with tempfile.TemporaryDirectory(prefix="quorum-floor-") as tmp, servers(Path(tmp)) as (db, nats_url, notes):
+        for note in notes:
+            print(note)
+        migrate(db)
+        serial, batched = asyncio.run(floor(db, nats_url, args.floor, 100))
+    print(f"floor, one hop serially (publish+fetch+ack + one commit per message): {serial:,.0f} msgs/s "
+          f"({1000 / serial:.2f} ms each)")
+    print(f"floor, one hop with a fetched batch of 100 per commit: {batched:,.0f} msgs/s")
+
+    variants = [v for v in (True, False) if args.only is None or args.only == ("batched" if v else "unbatched")]
+    for use_batches in variants:
+        name = "batched" if use_batches else "unbatched"
+        r = run_pipeline(args.candles, batched=use_batches)
+        lat = r["latencies"]
+        assert isinstance(lat, list)
+        print(f"pipeline, {name} transactions: {r['candles']} candles -> decisions in {r['seconds']:.2f} s = "
+              f"{r['candles'] / r['seconds']:,.0f} candles/s overall (first candle stored to last decision), "  # type: ignore[operator]
+              f"{r['sustained']:,.0f} candles/s sustained (middle 80 %); {r['commits'] / r['candles']:.1f} "  # type: ignore[operator]
+              f"commits per candle; {serial / r['sustained']:.1f}x below the serial floor")  # type: ignore[operator]
+        if args.paced:
+            r = run_pipeline(args.paced, batched=use_batches, rate=args.rate)
+            lat = [x * 1000 for x in r["latencies"]]  # type: ignore[attr-defined]
+            print(f"latency, {name}, {args.paced} candles at {args.rate:g}/s: candle -> decision p50 "
+                  f"{percentile(lat, 50):.1f} ms, p90 {percentile(lat, 90):.1f} ms, p99 {percentile(lat, 99):.1f} ms, "
+                  f"max {lat[-1]:.1f} ms (mean {statistics.fmean(lat):.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Deterministic replay and audit of a recorded session (``quorum replay``): the stored candles of a running
+or finished system go through the runner again, and every decision, order, fill and ledger balance is compared
+with what the services recorded. On a correct system there is no difference."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from quorum.backtest.config import RunnerConfig
+from quorum.backtest.runner import Recorder, Runner
+from quorum.db.tables import candles, decisions, fills, ledger_balances, orders
+from quorum.events.fills import OrderFilled
+from quorum.events.market_data import CandleClosed
+from quorum.events.orders import OrderUpdated, SubmitOrder
+from quorum.events.signals import DecisionMade
+
+Row = dict[str, Any]
+KEYS = {"decisions": ("exchange", "symbol", "timeframe", "ts"), "orders": ("client_order_id",),
+        "fills": ("fill_id",), "balances": ("account",)}
+
+
+@dataclass(frozen=True)
+class Range:
+    start: datetime | None = None
+    end: datetime | None = None  # inclusive, candle open times
+    symbols: tuple[str, ...] = ()
+    timeframe: str | None = None
+
+
+def _norm(value: Any) -> Any:
+    """Compared as values: 1.50 and 1.5 are the same amount, a time is its ISO form."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral_value() else str(value.normalize())
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if hasattr(value, "value"):
+        return value.value
+    return value
+
+
+def _rows(items: Iterable[Mapping[str, Any]]) -> list[Row]:
+    return [{k: _norm(v) for k, v in item.items()} for item in items]
+
+
+def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
+    """What the runner decided, ordered and filled, shaped like the services' tables."""
+    decided = [{"exchange": d.payload.exchange, "symbol": d.payload.symbol, "timeframe": d.payload.timeframe,
+                "ts": d.payload.ts, "decision_id": d.event_id, "action": d.payload.action, "intent": d.payload.intent,
+                "fraction": d.payload.fraction} for d in recorder.of(DecisionMade)]
+    final: dict[str, OrderUpdated] = {}
+    for u in recorder.of(OrderUpdated):
+        final[u.payload.client_order_id] = u.payload
+    submitted = {s.payload.client_order_id: s.payload for s in recorder.of(SubmitOrder)}
+    placed = [{"client_order_id": coid, "side": o.side, "quantity": o.quantity,
+               "status": final[coid].status if coid in final else "SUBMITTED",
+               "filled_quantity": final[coid].filled_quantity if coid in final else Decimal(0)}
+              for coid, o in submitted.items()]
+    for coid, u in final.items():  # orders the OMS refused before they reached the venue
+        if coid not in submitted:
+            placed.append({"client_order_id": coid, "side": u.side, "quantity": u.quantity, "status": u.status,
+                           "filled_quantity": u.filled_quantity})
+    filled = [{"fill_id": f.payload.fill_id, "client_order_id": f.payload.client_order_id, "side": f.payload.side,
+               "price": f.payload.price, "quantity": f.payload.quantity, "ts": f.payload.ts, "fee": f.payload.fee,
+               "fee_currency": f.payload.fee_currency} for f in recorder.of(OrderFilled)]
+    balances = [{"account": a, "amount": v} for a, v in runner.ledger_book.balances.items()]
+    return {"decisions": _rows(decided), "orders": _rows(placed), "fills": _rows(filled), "balances": _rows(balances)}
+
+
+async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]]]:
+    """The stored candles of ``rng`` and what the services recorded for them."""
+    q = select(candles)
+    if rng.start is not None:
+        q = q.where(candles.c.ts >= rng.start)
+    if rng.end is not None:
+        q = q.where(candles.c.ts <= rng.end)
+    if rng.symbols:
+        q = q.where(candles.c.symbol.in_(rng.symbols))
+    if rng.timeframe:
+        q = q.where(candles.c.timeframe == rng.timeframe)
+    rows = (await conn.execute(q.order_by(candles.c.ts, candles.c.exchange, candles.c.symbol,
+                                          candles.c.timeframe))).all()
+    stream = [CandleClosed(exchange=r.exchange, symbol=r.symbol, timeframe=r.timeframe, ts=r.ts, open=r.open,
+                           high=r.high, low=r.low, close=r.close, volume=r.volume) for r in rows]
+    series = {(c.exchange, c.symbol, c.timeframe) for c in stream}
+    first, last = (stream[0].ts, stream[-1].ts) if stream else (None, None)
+    dq = select(decisions.c.exchange, decisions.c.symbol, decisions.c.timeframe, decisions.c.ts,
+                decisions.c.decision_id, decisions.c.action, decisions.c.intent, decisions.c.fraction)
+    found = [r._mapping for r in (await conn.execute(dq)).all()
+             if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last]
+    ids = {r["decision_id"] for r in found}
+    oq = select(orders.c.client_order_id, orders.c.decision_id, orders.c.side, orders.c.quantity, orders.c.status,
+                orders.c.filled_quantity, orders.c.symbol, orders.c.reference_ts)
+    placed = [r for r in (await conn.execute(oq)).all() if r.decision_id in ids or (
+        r.decision_id is None and any(r.symbol == s[1] for s in series) and first is not None
+        and r.reference_ts is not None and first <= r.reference_ts)]
+    coids = {r.client_order_id for r in placed}
+    fq = select(fills.c.fill_id, fills.c.client_order_id, fills.c.side, fills.c.price, fills.c.quantity, fills.c.ts,
+                fills.c.fee, fills.c.fee_currency)
+    filled = [r._mapping for r in (await conn.execute(fq)).all() if r.client_order_id in coids]
+    balances = [r._mapping for r in (await conn.execute(select(ledger_balances.c.account, ledger_balances.c.amount)))]
+    order_rows = [{k: v for k, v in r._mapping.items() if k not in ("decision_id", "symbol", "reference_ts")}
+                  for r in placed]
+    return stream, {"decisions": _rows(found), "orders": _rows(order_rows), "fills": _rows(filled),
+                    "balances": _rows(balances)}
+
+
+def differences(recorded_rows: dict[str, list[Row]], replayed: dict[str, list[Row]]) -> list[dict[str, Any]]:
+    """Every row that is missing on one side or differs, by its natural key."""
+    out: list[dict[str, Any]] = []
+    for kind, key in KEYS.items():
+        mine = {tuple(str(r[k]) for k in key): r for r in recorded_rows.get(kind, [])}
+        theirs = {tuple(str(r[k]) for k in key): r for r in replayed.get(kind, [])}
+        for k in sorted(set(mine) | set(theirs)):
+            a, b = mine.get(k), theirs.get(k)
+            if a != b:
+                fields = sorted(f for f in set(a or {}) | set(b or {}) if (a or {}).get(f) != (b or {}).get(f))
+                out.append({"kind": kind, "key": list(k), "fields": fields, "recorded": a, "replayed": b})
+    return out
+
+
+def replay(stream: list[CandleClosed], recorded_rows: dict[str, list[Row]], config: RunnerConfig,
+           say: Callable[[str], None] = print) -> int:
+    """Run, compare, print each difference as a JSON line and end with the summary line; returns N."""
+    runner = Runner(config)
+    replayed = from_run(runner.run(stream), runner)
+    found = differences(recorded_rows, replayed)
+    for d in found:
+        say(json.dumps(d, default=str, sort_keys=True))
+    compared = {"candles": len(stream), **{k: len(v) for k, v in recorded_rows.items()}}
+    say(json.dumps({"compared": compared, "differences": len(found)}, sort_keys=True))
+    return len(found)

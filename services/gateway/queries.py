@@ -1,0 +1,323 @@
+"""The gateway's read models: each takes a database connection (and what it reads for: the trading mode, the
+configured defaults) and returns the typed answer a route sends. No HTTP here and no writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from quorum import keyvault
+from quorum.council.karma import Observation, Score, scorecard
+from quorum.db.tables import (
+    api_tokens,
+    audit_log,
+    candles,
+    council_controls,
+    decisions,
+    equity,
+    exchange_keys,
+    fills,
+    karma_votes,
+    ledger_balances,
+    ledger_entries,
+    master_pin,
+    model_selection,
+    oms_state,
+    orders,
+    positions,
+    reconciliation_discrepancies,
+    risk_balances,
+    risk_drawdown,
+    risk_kill_switch,
+    risk_profile_state,
+    risk_state,
+    signals,
+    strategy_failures,
+    trade_proposals,
+)
+from quorum.risk.profiles import RiskConfig
+from quorum.types import Action, OperatingMode, OrderStatus, RiskProfile
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .schemas import (
+    AuditOut,
+    BalanceOut,
+    CalibrationBinOut,
+    CouncilControlOut,
+    CouncilOut,
+    DecisionOut,
+    DiscrepancyOut,
+    EquityPoint,
+    ExchangeKeyOut,
+    FillOut,
+    KarmaOut,
+    KarmaScorecard,
+    KillSwitchOut,
+    OrderOut,
+    Page,
+    PortfolioOut,
+    PositionOut,
+    ProposalOut,
+    RiskOut,
+    ServiceHealth,
+    Status,
+    StrategyFailureOut,
+    TokenOut,
+    VoteOut,
+)
+
+ROUTING_DISCONNECTED = "ROUTING_DISCONNECTED"  # the OMS's reason code for an order it refused to send
+PIN_SCOPE = "master"
+
+
+async def _page(conn: AsyncConnection, q: Select[Any], model: type[BaseModel], limit: int, offset: int) -> Any:
+    rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+    return Page[model](items=[model.model_validate(r) for r in rows], limit=limit, offset=offset)
+
+
+# --- the system's state -----------------------------------------------------------------------------------
+async def risk_profile(conn: AsyncConnection, default: str) -> str:
+    """The profile risk has confirmed, or the configured one before any change."""
+    row = (await conn.execute(select(risk_profile_state.c.profile)
+                              .where(risk_profile_state.c.scope == "global"))).scalar_one_or_none()
+    return row or default
+
+
+async def _halt(conn: AsyncConnection) -> dict[str, Any]:
+    halt = (await conn.execute(select(risk_state).where(risk_state.c.scope == "global"))).first()
+    return {"halted": bool(halt and halt.halted), "emergency_halt": bool(halt and halt.emergency),
+            "halt_reason": halt.reason if halt and halt.halted else None}
+
+
+async def operating_mode(conn: AsyncConnection, mode: str) -> OperatingMode:
+    row = (await conn.execute(select(oms_state.c.operating_mode).where(oms_state.c.mode == mode))).first()
+    return OperatingMode(row.operating_mode) if row else OperatingMode.OBSERVE
+
+
+async def status(conn: AsyncConnection, mode: str, default_profile: str,
+                 services: dict[str, ServiceHealth]) -> Status:
+    halt = await _halt(conn)
+    oms = (await conn.execute(select(oms_state).where(oms_state.c.mode == mode))).first()
+    kill = (await conn.execute(select(risk_kill_switch.c.engaged).where(
+        risk_kill_switch.c.scope == "*"))).scalar_one_or_none()
+    last = (await conn.execute(select(func.max(candles.c.ts)))).scalar_one()
+    killed = (await conn.execute(select(risk_kill_switch.c.scope).where(
+        risk_kill_switch.c.engaged, risk_kill_switch.c.scope != "*"))).scalars().all()
+    modes = {r.symbol: r.mode for r in (await conn.execute(select(council_controls))).all()}
+    model = (await conn.execute(select(model_selection))).first()
+    md = services.get("market_data")
+    connected = bool(oms and oms.routing_connected)
+    since, refused = (None, 0) if connected else await _disconnected(conn, mode)
+    return Status(trading_mode=mode, risk_profile=await risk_profile(conn, default_profile), **halt,
+                  routing_connected=connected, routing_disconnected_since=since, intents_refused=refused,
+                  routing="connected" if connected else _routing_line(since, refused),
+                  operating_mode=oms.operating_mode if oms else None, kill_switch_global=bool(kill),
+                  killed_symbols=sorted(killed), council_modes=modes,
+                  data_source=md.details if md else None,
+                  model=f"{model.model_name}@{model.version}" if model else None,
+                  services=services, last_candle_ts=last)
+
+
+async def _disconnected(conn: AsyncConnection, mode: str) -> tuple[datetime | None, int]:
+    """Since when routing is off (the last confirmed disconnect: an OMS cold start, audited as SYSTEM:oms, or an
+    operator's) and how many orders the OMS refused because of it since then."""
+    since = (await conn.execute(select(func.max(audit_log.c.ts)).where(
+        audit_log.c.action == "routing_disconnect", audit_log.c.status == "CONFIRMED",
+        audit_log.c.mode == mode))).scalar_one()
+    q = select(func.count()).select_from(orders).where(
+        orders.c.mode == mode, orders.c.status == OrderStatus.REJECTED.value,
+        orders.c.reason_code == ROUTING_DISCONNECTED)
+    refused = (await conn.execute(q if since is None else q.where(orders.c.updated_at >= since))).scalar_one()
+    return since, refused
+
+
+def _routing_line(since: datetime | None, refused: int) -> str:
+    when = f" since {since.isoformat(timespec='seconds')}" if since else ""
+    return f"disconnected{when}, {refused} intent{'' if refused == 1 else 's'} refused"
+
+
+async def risk(conn: AsyncConnection, default_profile: str, config: RiskConfig, quote: str) -> RiskOut:
+    profile = await risk_profile(conn, default_profile)
+    halt = await _halt(conn)
+    dd = (await conn.execute(select(risk_drawdown).where(risk_drawdown.c.scope == "global"))).first()
+    kills = (await conn.execute(select(risk_kill_switch).order_by(risk_kill_switch.c.scope))).all()
+    cash = (await conn.execute(select(risk_balances.c.amount).where(
+        risk_balances.c.currency == quote))).scalar_one_or_none()
+    return RiskOut(
+        risk_profile=profile, limits=config.profiles[RiskProfile(profile)].model_dump(mode="json"), **halt,
+        drawdown={"peak": str(dd.peak), "equity": str(dd.equity), "breached": dd.breached,
+                  "drawdown_pct": str((dd.peak - dd.equity) / dd.peak * 100 if dd.peak else 0)} if dd else None,
+        kill_switches=[KillSwitchOut.model_validate(k) for k in kills], cash=cash)
+
+
+async def council(conn: AsyncConnection, default_profile: str) -> CouncilOut:
+    controls = (await conn.execute(select(council_controls).order_by(
+        council_controls.c.exchange, council_controls.c.symbol))).all()
+    failed = (await conn.execute(select(strategy_failures).order_by(
+        strategy_failures.c.exchange, strategy_failures.c.symbol, strategy_failures.c.strategy))).all()
+    return CouncilOut(risk_profile=await risk_profile(conn, default_profile),
+                      controls=[CouncilControlOut.model_validate(r) for r in controls],
+                      disabled_strategies=[StrategyFailureOut.model_validate(r) for r in failed])
+
+
+# --- the book ---------------------------------------------------------------------------------------------
+async def portfolio(conn: AsyncConnection, mode: str, quote: str) -> PortfolioOut:
+    last = (await conn.execute(select(equity).where(equity.c.mode == mode)
+                               .order_by(equity.c.ts.desc()).limit(1))).first()
+    cash = (await conn.execute(select(ledger_balances.c.amount).where(
+        ledger_balances.c.account == f"{mode.lower()}:cash:{quote}"))).scalar_one_or_none() or Decimal(0)
+    rows = (await conn.execute(select(positions).where(positions.c.mode == mode))).all()
+    held = sum((r.quantity * (r.mark_price or r.avg_cost) for r in rows), Decimal(0))
+    return PortfolioOut(
+        mode=mode, equity=last.equity if last else None, peak_equity=last.peak_equity if last else None,
+        drawdown=last.drawdown if last else None, cash=cash, holdings_value=held,
+        realized_pnl=sum((r.realized_pnl for r in rows), Decimal(0)),
+        unrealized_pnl=sum(((r.mark_price - r.avg_cost) * r.quantity for r in rows
+                            if r.mark_price is not None), Decimal(0)),
+        fees_paid=sum((r.fees_paid for r in rows), Decimal(0)), positions=sum(r.quantity != 0 for r in rows))
+
+
+async def equity_page(conn: AsyncConnection, mode: str, since: datetime | None, until: datetime | None,
+                      limit: int, offset: int) -> Page[EquityPoint]:
+    q = select(equity).where(equity.c.mode == mode).order_by(equity.c.ts)
+    if since:
+        q = q.where(equity.c.ts >= since)
+    if until:
+        q = q.where(equity.c.ts < until)
+    return await _page(conn, q, EquityPoint, limit, offset)
+
+
+async def position_list(conn: AsyncConnection, mode: str, include_flat: bool) -> list[PositionOut]:
+    q = select(positions).where(positions.c.mode == mode).order_by(positions.c.symbol)
+    if not include_flat:
+        q = q.where(positions.c.quantity != 0)
+    rows = (await conn.execute(q)).all()
+    return [PositionOut(**r._mapping, unrealized_pnl=(r.mark_price - r.avg_cost) * r.quantity
+                        if r.mark_price is not None else 0) for r in rows]
+
+
+async def balance_list(conn: AsyncConnection, mode: str) -> list[BalanceOut]:
+    prefix = mode.lower()
+    kind = func.split_part(ledger_entries.c.account, ":", 2)
+    total = func.sum(ledger_entries.c.amount).label("amount")
+    q = (select(kind.label("kind"), ledger_entries.c.currency, total)
+         .where(ledger_entries.c.account.like(f"{prefix}:%"), kind.in_(["cash", "asset"]))
+         .group_by(kind, ledger_entries.c.currency).order_by(kind, ledger_entries.c.currency))
+    return [BalanceOut(mode=mode, kind=r.kind, currency=r.currency, amount=r.amount)
+            for r in (await conn.execute(q)).all()]
+
+
+async def orders_page(conn: AsyncConnection, symbol: str | None, status_: OrderStatus | None, limit: int,
+                      offset: int) -> Page[OrderOut]:
+    q = select(orders).order_by(orders.c.created_at.desc(), orders.c.client_order_id)
+    if symbol:
+        q = q.where(orders.c.symbol == symbol)
+    if status_:
+        q = q.where(orders.c.status == status_.value)
+    return await _page(conn, q, OrderOut, limit, offset)
+
+
+async def fills_page(conn: AsyncConnection, symbol: str | None, client_order_id: str | None, limit: int,
+                     offset: int) -> Page[FillOut]:
+    q = select(fills).order_by(fills.c.ts.desc(), fills.c.fill_id)
+    if symbol:
+        q = q.where(fills.c.symbol == symbol)
+    if client_order_id:
+        q = q.where(fills.c.client_order_id == client_order_id)
+    return await _page(conn, q, FillOut, limit, offset)
+
+
+async def reconciliation_page(conn: AsyncConnection, limit: int, offset: int) -> Page[DiscrepancyOut]:
+    q = select(reconciliation_discrepancies).order_by(reconciliation_discrepancies.c.id.desc())
+    return await _page(conn, q, DiscrepancyOut, limit, offset)
+
+
+async def proposals_page(conn: AsyncConnection, status_: str | None, limit: int, offset: int) -> Page[ProposalOut]:
+    q = select(trade_proposals).order_by(trade_proposals.c.created_at.desc(), trade_proposals.c.decision_id)
+    if status_:
+        q = q.where(trade_proposals.c.status == status_)
+    return await _page(conn, q, ProposalOut, limit, offset)
+
+
+# --- decisions and karma ----------------------------------------------------------------------------------
+async def decisions_page(conn: AsyncConnection, symbol: str | None, action: Action | None, since: datetime | None,
+                         until: datetime | None, limit: int, offset: int) -> Page[DecisionOut]:
+    q = select(decisions).order_by(decisions.c.ts.desc(), decisions.c.decision_id)
+    if symbol:
+        q = q.where(decisions.c.symbol == symbol)
+    if action:
+        q = q.where(decisions.c.action == action.value)
+    if since:
+        q = q.where(decisions.c.ts >= since)
+    if until:
+        q = q.where(decisions.c.ts < until)
+    rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+    return Page[DecisionOut](items=await _with_votes(conn, rows), limit=limit, offset=offset)
+
+
+async def decision(conn: AsyncConnection, decision_id: UUID) -> DecisionOut | None:
+    rows = (await conn.execute(select(decisions).where(decisions.c.decision_id == decision_id))).all()
+    return (await _with_votes(conn, rows))[0] if rows else None
+
+
+async def _with_votes(conn: AsyncConnection, rows: Any) -> list[DecisionOut]:
+    ids = [r.decision_id for r in rows]
+    votes: dict[Any, list[VoteOut]] = {i: [] for i in ids}
+    if ids:
+        for v in (await conn.execute(select(signals).where(signals.c.decision_id.in_(ids))
+                                     .order_by(signals.c.strategy))).all():
+            votes[v.decision_id].append(VoteOut.model_validate(v))
+    return [DecisionOut.model_validate({**r._mapping, "votes": votes[r.decision_id]}) for r in rows]
+
+
+async def karma(conn: AsyncConnection, by: str, symbol: str | None) -> KarmaScorecard:
+    q = select(karma_votes)
+    if symbol:
+        q = q.where(karma_votes.c.symbol == symbol)
+    rows = (await conn.execute(q)).all()
+    scored = [r for r in rows if r.outcome_return is not None]
+    pending = Counter(getattr(r, by) for r in rows if r.outcome_return is None and r.position_id)
+    scores = scorecard(map(Observation.from_row, scored), by=by)
+    keys = sorted(set(scores) | set(pending))
+    return KarmaScorecard(by=by, rows=[
+        KarmaOut(key=k, pending=pending.get(k, 0), **_score_fields(scores.get(k))) for k in keys])
+
+
+def _score_fields(score: Score | None) -> dict[str, Any]:
+    if score is None:
+        return {"n": 0, "hits": 0, "hit_rate": None, "average_return": None, "brier": None, "calibration": []}
+    return {"n": score.n, "hits": score.hits, "hit_rate": score.hit_rate, "average_return": score.average_return,
+            "brier": score.brier, "calibration": [CalibrationBinOut(**vars(b)) for b in score.calibration]}
+
+
+# --- audit and administration -----------------------------------------------------------------------------
+async def audit_page(conn: AsyncConnection, limit: int, offset: int) -> Page[AuditOut]:
+    return await _page(conn, select(audit_log).order_by(audit_log.c.id.desc()), AuditOut, limit, offset)
+
+
+async def audit_rows(conn: AsyncConnection) -> AsyncIterator[dict[str, Any]]:
+    """The whole trail, oldest first, streamed (it can be long)."""
+    result = await conn.stream(select(audit_log).order_by(audit_log.c.id))
+    async for row in result:
+        yield {**row._mapping, "event_id": str(row.event_id)}
+
+
+async def token_list(conn: AsyncConnection) -> list[TokenOut]:
+    rows = (await conn.execute(select(api_tokens).order_by(api_tokens.c.created_at))).all()
+    return [TokenOut.model_validate(x) for x in rows]
+
+
+async def key_list(conn: AsyncConnection) -> list[ExchangeKeyOut]:
+    rows = (await conn.execute(select(exchange_keys).order_by(exchange_keys.c.created_at))).all()
+    return [ExchangeKeyOut.model_validate(x) for x in rows]
+
+
+async def pin_record(conn: AsyncConnection) -> keyvault.PinRecord | None:
+    row = (await conn.execute(select(master_pin).where(master_pin.c.scope == PIN_SCOPE))).first()
+    return None if row is None else keyvault.PinRecord(row.salt, row.verifier, row.n, row.r, row.p)
