@@ -94,6 +94,64 @@ async def floor(db: str, nats_url: str, n: int, batch: int) -> tuple[float, floa
     return serial, batched
 
 
+# --- one hop through the runtime -----------------------------------------------------------------------------
+async def hop(db: str, nats_url: str, n: int, *, batched: bool) -> float:
+    """Messages/s through one ``ConsumerLoop`` whose handler only emits one event per candle: the runtime's own
+    cost per hop (decode, inbox claim, outbox, commit, ack, publish), without any service's logic."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from quorum.bus.connection import connect, jetstream
+    from quorum.bus.provision import provision
+    from quorum.bus.publisher import Publisher
+    from quorum.clock import LiveClock
+    from quorum.db.engine import create_engine
+    from quorum.events.base import new_envelope
+    from quorum.events.features import FeaturesComputed
+    from quorum.runtime.handling import ConsumerLoop, Context
+    from quorum.topology import TOPOLOGY, Topology
+
+    nc = await connect(nats_url, name="bench-hop")
+    js = jetstream(nc)
+    durable = f"bench-hop-{'batched' if batched else 'unbatched'}"
+    spec = dataclasses.replace(TOPOLOGY.consumer("features-candles"), durable=durable, service="bench")
+    await provision(js, Topology(streams=TOPOLOGY.streams, consumers=(spec,), kv=()))
+    engine = create_engine(db)
+    pub = Publisher(js, "bench")
+    t0 = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=3650 if batched else 0)  # each run its own candles
+    candles = [CandleClosed(exchange="binance", symbol="BTC/USDT", timeframe="1h", ts=t0 + timedelta(hours=i),
+                            open=Decimal(1), high=Decimal(1), low=Decimal(1), close=Decimal(1), volume=Decimal(1))
+               for i in range(n)]
+    for i in range(0, n, 500):
+        await asyncio.gather(*(pub.publish(new_envelope(c, clock=LiveClock(), source="bench", key=str(c.ts)))
+                               for c in candles[i:i + 500]))
+
+    async def handler(ctx: Context) -> None:
+        c = ctx.message.payload
+        ctx.emit(FeaturesComputed(exchange=c.exchange, symbol=c.symbol, timeframe=c.timeframe, ts=c.ts,
+                                  feature_set="bench", close=c.close, values={"x": 1.0}))
+
+    before = (await js.stream_info("FEATURES")).state.messages
+    loop = ConsumerLoop(spec, handler, js=js, engine=engine, publisher=pub, clock=LiveClock(), service="bench",
+                        batch_transactions=batched)
+    await loop.bind()
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        while (await js.stream_info("FEATURES")).state.messages < before + n:
+            await asyncio.sleep(0.01)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        await task
+        await loop.close()
+        await engine.dispose()
+        await nc.close()
+    return n / seconds
+
+
 # --- the pipeline -----------------------------------------------------------------------------------------
 async def stored_times(nats_url: str, stream: str, subject: str) -> dict[str, float]:
     """(symbol, candle ts) -> when the server stored that event (seconds), read with an ephemeral consumer."""
@@ -166,16 +224,21 @@ def main() -> None:
     args = p.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/pipeline_throughput.py", *sys.argv[1:]]))
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    from quorum.devstack import migrate
+    from quorum.devstack import migrate, provision_topology
 
     with tempfile.TemporaryDirectory(prefix="quorum-floor-") as tmp, servers(Path(tmp)) as (db, nats_url, notes):
         for note in notes:
             print(note)
         migrate(db)
+        asyncio.run(provision_topology(nats_url))
         serial, batched = asyncio.run(floor(db, nats_url, args.floor, 100))
+        hops = {b: asyncio.run(hop(db, nats_url, args.floor, batched=b)) for b in (True, False)}
     print(f"floor, one hop serially (publish+fetch+ack + one commit per message): {serial:,.0f} msgs/s "
           f"({1000 / serial:.2f} ms each)")
     print(f"floor, one hop with a fetched batch of 100 per commit: {batched:,.0f} msgs/s")
+    for b, rate in hops.items():
+        print(f"runtime hop ({'batched' if b else 'unbatched'} transactions; a handler that only emits): "
+              f"{rate:,.0f} msgs/s = {serial / rate:.1f}x the serial floor's time per message")
 
     variants = [v for v in (True, False) if args.only is None or args.only == ("batched" if v else "unbatched")]
     for use_batches in variants:

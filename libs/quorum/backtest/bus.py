@@ -36,16 +36,19 @@ class InProcessBus:
     def __init__(self, deliver: Deliver, consumers: tuple[ConsumerSpec, ...] = TOPOLOGY.consumers) -> None:
         self._deliver = deliver
         self._consumers = consumers
-        self._routes: dict[str, tuple[str, ...]] = {}
+        self._routes: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._queue: deque[tuple[Envelope[Any], frozenset[str] | None]] = deque()
         self.clock = TestClock()
         self.published: list[Envelope[Any]] = []
 
     def route(self, envelope: Envelope[Any]) -> tuple[str, ...]:
-        subject = subject_of(envelope)
-        durables = self._routes.get(subject)
+        """The consumers of ``envelope``; the subject depends only on its type and routing values."""
+        p = envelope.payload
+        key = (type(p), *(getattr(p, k) for k in p.ROUTING))
+        durables = self._routes.get(key)
         if durables is None:
-            durables = self._routes[subject] = tuple(
+            subject = subject_of(envelope)
+            durables = self._routes[key] = tuple(
                 c.durable for c in self._consumers if any(matches(f, subject) for f in c.filters))
         return durables
 
