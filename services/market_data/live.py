@@ -22,7 +22,7 @@ from quorum.marketdata.candle_feed import CandleFeed
 from quorum.marketdata.exchanges import make_exchange
 from quorum.marketdata.failover import FailoverCandleFeed
 from quorum.marketdata.gaps import repair_gaps
-from quorum.marketdata.keys import candle_key, correction_key
+from quorum.marketdata.keys import book_key, candle_key, correction_key
 from quorum.marketdata.universe import get_universe, resolve
 from quorum.marketdata.validation import PRICES
 from quorum.runtime.audit import record_audit
@@ -173,7 +173,7 @@ class LivePipeline:
             await self.svc.transact(lambda ctx, b=snap: self._store_book(ctx, b))
 
     async def _store_book(self, ctx: Context, book: OrderBookSnapshotted) -> None:
-        env = ctx.emit(book, key=f"{book.exchange}|{book.symbol}|{book.ts.isoformat()}", event_time=book.ts)
+        env = ctx.emit(book, key=book_key(book), event_time=book.ts)
         await ctx.conn.execute(insert(order_book_snapshots).values(
             exchange=book.exchange, symbol=book.symbol, ts=book.ts, depth=book.depth, bids=_book_side(book.bids),
             asks=_book_side(book.asks), event_id=env.event_id).on_conflict_do_nothing())

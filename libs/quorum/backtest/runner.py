@@ -23,14 +23,14 @@ from quorum.council.base import FeatureRow, PredictionView, StrategyInput
 from quorum.domain.models import prediction_of
 from quorum.events.base import Envelope, new_envelope
 from quorum.events.fills import OrderFilled
-from quorum.events.market_data import CandleClosed
+from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
 from quorum.events.predictions import PredictionMade
 from quorum.events.signals import DecisionMade
 from quorum.indicators import FeatureEngine
 from quorum.indicators.decide import features_of
 from quorum.ledger.decide import decide as ledger_decide
 from quorum.ledger.decide import open_book
-from quorum.marketdata.keys import candle_key
+from quorum.marketdata.keys import book_key, candle_key
 from quorum.matching import venue
 from quorum.oms.decide import decide as oms_decide
 from quorum.outcome import Emit, Outcome
@@ -91,27 +91,34 @@ class Runner:
                     lambda s: setattr(self, "ledger_book", s))
         self.bus.drain()
 
-    def run(self, candles: Iterable[CandleClosed], progress: Callable[[int], None] | None = None) -> Recorder:
+    def run(self, market: Iterable[CandleClosed | OrderBookSnapshotted],
+            progress: Callable[[int], None] | None = None) -> Recorder:
+        """Candles (and order-book snapshots, by time with them) in market order."""
         recorder = Recorder()
         self.bus.published = recorder.envelopes
-        for n, candle in enumerate(candles, 1):
-            self.step(candle)
+        for n, event in enumerate(market, 1):
+            self.step(event)
             if progress is not None:
                 progress(n)
         return recorder
 
-    def step(self, candle: CandleClosed) -> None:
-        """One candle, settled: its market side, then its decision side, each until nothing is left to do."""
-        close = candle_close(candle.ts, candle.timeframe)
+    def step(self, event: CandleClosed | OrderBookSnapshotted) -> None:
+        """One market event, settled. A candle: its market side, then its decision side, each until nothing is
+        left to do. A snapshot: the venue meets it (resting orders fill against the real book)."""
+        if isinstance(event, OrderBookSnapshotted):
+            at, key = event.ts, book_key(event)
+        else:
+            at, key = candle_close(event.ts, event.timeframe), candle_key(event)
         if not self._started:
-            self.start(close)
-        self.now = close
-        self.bus.clock.set(close)
-        env = new_envelope(candle, clock=self.bus.clock, source="market_data", event_time=close, key=candle_key(candle))
+            self.start(at)
+        self.now = at
+        self.bus.clock.set(at)
+        env = new_envelope(event, clock=self.bus.clock, source="market_data", event_time=at, key=key)
         self.bus.publish(env)
         self.bus.drain(skip=DECISION_HEADS)
-        self.bus.publish(env, only=DECISION_HEADS)
-        self.bus.drain()
+        if isinstance(event, CandleClosed):
+            self.bus.publish(env, only=DECISION_HEADS)
+            self.bus.drain()
 
     # --- plumbing -----------------------------------------------------------------------------------------
     def _deliver(self, durable: str, envelope: Envelope[Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 
 import polars as pl
@@ -19,6 +18,7 @@ from quorum.council.base import FeatureRow, PositionView, PredictionView, Strate
 from quorum.council.campaign import Campaign, Closed, apply_fill
 from quorum.council.engine import Council, Outcome, SymbolControl
 from quorum.indicators import FeatureSetSpec, compute_features, ohlcv_frame
+from quorum.times import from_ms
 from quorum.types import Action, RiskProfile, Side
 
 Predict = Callable[[FeatureRow], Sequence[PredictionView]]
@@ -71,7 +71,7 @@ def feature_history(candles: pl.DataFrame, spec: FeatureSetSpec) -> list[Feature
     for candle, vec in zip(candles.iter_rows(named=True), table.iter_rows(named=True), strict=True):
         values = {k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
                   for k, v in vec.items() if k != "ts"}
-        ts = datetime.fromtimestamp(int(candle["ts"]) / 1000, tz=UTC)
+        ts = from_ms(int(candle["ts"]))
         rows.append(FeatureRow(ts, Decimal(str(candle["close"])), values))
     return rows
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -16,8 +16,8 @@ import polars as pl
 from quorum.indicators.batch import Bars, BatchContext
 from quorum.indicators.spec import FeatureSetSpec
 from quorum.indicators.streaming import Candle
+from quorum.times import to_ms
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OHLCV = ("ts", "open", "high", "low", "close", "volume")
 
 
@@ -42,7 +42,7 @@ def as_candle(candle: Candle | CandleLike) -> Candle:
     if isinstance(candle, Candle):
         return candle
     ts = candle.ts
-    ms = (ts - _EPOCH) // timedelta(milliseconds=1) if isinstance(ts, datetime) else int(ts)
+    ms = to_ms(ts) if isinstance(ts, datetime) else int(ts)
     return Candle(ms, float(candle.open), float(candle.high), float(candle.low), float(candle.close),  # type: ignore[arg-type]
                   float(candle.volume))  # type: ignore[arg-type]
 

@@ -12,7 +12,7 @@ from uuid import UUID
 import numpy as np
 import polars as pl
 
-from quorum.events.market_data import CandleClosed, CandleCorrected
+from quorum.events.market_data import CandleClosed, CandleCorrected, OrderBookSnapshotted
 from quorum.ids import QUORUM_NAMESPACE, stable_uuid
 from quorum.marketdata.validation import PRICES
 
@@ -44,3 +44,8 @@ def correction_key(correction: CandleCorrected) -> str:
     revision of the same candle is a different event)."""
     values = "|".join(str(getattr(correction, f)) for f in PRICES)
     return f"{candle_key(correction.previous)}|{values}"
+
+
+def book_key(book: OrderBookSnapshotted) -> str:
+    """The natural key an order-book snapshot's event id derives from (live feed and runner alike)."""
+    return f"{book.exchange}|{book.symbol}|{book.ts.isoformat()}"
