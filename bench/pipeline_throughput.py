@@ -4,6 +4,7 @@
 
 * floor: what one hop cannot go below, serially: one JetStream publish (acked), fetch and ack, plus one committed
   PostgreSQL transaction (an inbox row), per message; and the same with a fetched batch per transaction.
+* runtime hop: one ``ConsumerLoop`` whose handler only emits, batched and not: what the runtime adds to the floor.
 * pipeline: ``--candles`` real BTC/USDT hourly candles replayed with free pacing through every service (each its
   own process), with batched transactions (the default) and without (``QUORUM_<SERVICE>_BATCH_TRANSACTIONS=false``).
   Throughput is read from the servers' own clocks: the first candle stored on the MD stream to the last decision
@@ -22,11 +23,13 @@ import io
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +37,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from quorum.devstack import SERVICES, Stack  # noqa: E402
+from quorum.events.features import FeaturesComputed  # noqa: E402
 from quorum.events.market_data import CandleClosed  # noqa: E402
+from quorum.events.predictions import PredictionMade  # noqa: E402
 from quorum.events.signals import DecisionMade  # noqa: E402
 from quorum.subjects import subject  # noqa: E402
 from replay_publish import servers  # noqa: E402
@@ -43,12 +48,14 @@ from tests.support import run_sql  # noqa: E402
 
 DATA = Path(os.environ.get("QUORUM_DATA_DIR", REPO.parent / "shared" / "data"))
 PIPELINE = tuple(n for n in SERVICES if n not in ("market_data", "gateway"))
+BATCH = 64  # the services' default consume batch
 
 
 # --- the floor --------------------------------------------------------------------------------------------
 async def floor(db: str, nats_url: str, n: int, batch: int) -> tuple[float, float]:
     """(messages/s one at a time, messages/s a fetched batch per transaction): publish+fetch+ack+commit."""
     import nats
+    from nats.aio.msg import Msg
     from nats.js import api
     from quorum.db.engine import create_engine
     from sqlalchemy import text
@@ -79,13 +86,13 @@ async def floor(db: str, nats_url: str, n: int, batch: int) -> tuple[float, floa
             size = min(batch, n - done)
             await asyncio.gather(*(js.publish("floor.x", b"{}", headers={"Nats-Msg-Id": str(uuid.uuid4())})
                                    for _ in range(size)))
-            msgs: list[object] = []
+            msgs: list[Msg] = []
             while len(msgs) < size:
                 msgs += await sub.fetch(size - len(msgs), timeout=5)
             async with engine.begin() as conn:
                 await conn.execute(insert, [{"id": uuid.uuid4()} for _ in msgs])
             for m in msgs:
-                await m.ack()  # type: ignore[attr-defined]
+                await m.ack()
             done += size
         batched = n / (time.perf_counter() - t0)
     finally:
@@ -108,7 +115,6 @@ async def hop(db: str, nats_url: str, n: int, *, batched: bool) -> float:
     from quorum.clock import LiveClock
     from quorum.db.engine import create_engine
     from quorum.events.base import new_envelope
-    from quorum.events.features import FeaturesComputed
     from quorum.runtime.handling import ConsumerLoop, Context
     from quorum.topology import TOPOLOGY, Topology
 
@@ -175,7 +181,17 @@ async def stored_times(nats_url: str, stream: str, subject: str) -> dict[str, fl
     return out
 
 
-def run_pipeline(candles: int, *, batched: bool, rate: float = 0.0) -> dict[str, object]:
+@dataclass(frozen=True)
+class Run:
+    candles: int
+    seconds: float  # first candle stored -> last decision stored
+    sustained: float  # decisions/s over the middle 80 % of them
+    commits: int  # every PostgreSQL commit of the run's database (the bench's polling included)
+    latencies: list[float]  # candle -> decision, seconds, sorted
+    hops: dict[str, list[float]]  # stage -> next stage, seconds, sorted
+
+
+def run_pipeline(candles: int, *, batched: bool, rate: float = 0.0) -> Run:
     """One fresh stack: replay ``candles`` (free pacing, or ``rate`` candles/s), wait for every decision, and
     read the candle and decision times off the streams."""
     csv = DATA / "ohlcv" / "binance_BTCUSDT_1h.csv"
@@ -183,8 +199,8 @@ def run_pipeline(candles: int, *, batched: bool, rate: float = 0.0) -> dict[str,
            "QUORUM_MARKET_DATA_REPLAY_LIMIT": str(candles), "QUORUM_MARKET_DATA_REPLAY_PACING": "free",
            "QUORUM_MARKET_DATA_REPLAY_SPEED": str(rate * 3600)}
     env |= {f"QUORUM_{name.upper()}_BATCH_TRANSACTIONS": str(batched).lower() for name in SERVICES}
-    stack = Stack.with_free_ports(Path(tempfile.mkdtemp(prefix="quorum-pipeline-")), log=io.StringIO(),
-                                  durable=True, env=env)
+    base = Path(tempfile.mkdtemp(prefix="quorum-pipeline-"))
+    stack = Stack.with_free_ports(base, log=io.StringIO(), durable=True, env=env)
     try:
         stack.start_infra()
         stack.prepare()
@@ -196,18 +212,27 @@ def run_pipeline(candles: int, *, batched: bool, rate: float = 0.0) -> dict[str,
         while int(run_sql(stack.database_url, "SELECT count(*) AS n FROM decisions")[0]["n"]) < candles:
             if time.monotonic() > deadline:
                 raise TimeoutError("the decisions did not all arrive; the log:\n" + stack.log.getvalue()[-4000:])
-            time.sleep(0.1)
-        candle_at = asyncio.run(stored_times(stack.nats_url, "MD", subject(CandleClosed)))
-        decided_at = asyncio.run(stored_times(stack.nats_url, "COUNCIL", subject(DecisionMade)))
+            time.sleep(0.5)
+        stages = {name: asyncio.run(stored_times(stack.nats_url, stream, subject(cls))) for name, stream, cls in STAGES}
+        for name in list(stack.procs):  # a backend reports its commits when it ends
+            stack.stop_service(name)
+        time.sleep(1)
         commits = int(run_sql(stack.database_url, "SELECT xact_commit AS n FROM pg_stat_database "
                                                   "WHERE datname = current_database()")[0]["n"])
     finally:
         stack.stop()
-    latencies = sorted(decided_at[k] - candle_at[k] for k in decided_at)
+        shutil.rmtree(base, ignore_errors=True)
+    candle_at, decided_at = stages["candle"], stages["decision"]
+    hops = {f"{a[0]}->{b[0]}": sorted(stages[b[0]][k] - stages[a[0]][k] for k in stages[b[0]])
+            for a, b in zip(STAGES, STAGES[1:], strict=False)}
     decided = sorted(decided_at.values())
     lo, hi = decided[len(decided) // 10], decided[len(decided) * 9 // 10]
-    return {"candles": len(decided), "seconds": decided[-1] - min(candle_at.values()),
-            "sustained": (len(decided) * 8 // 10) / (hi - lo), "latencies": latencies, "commits": commits}
+    return Run(len(decided), decided[-1] - min(candle_at.values()), (len(decided) * 8 // 10) / (hi - lo), commits,
+               sorted(decided_at[k] - candle_at[k] for k in decided_at), hops)
+
+
+STAGES = (("candle", "MD", CandleClosed), ("features", "FEATURES", FeaturesComputed),
+          ("prediction", "PREDICTIONS", PredictionMade), ("decision", "COUNCIL", DecisionMade))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -223,7 +248,8 @@ def main() -> None:
     p.add_argument("--only", choices=("batched", "unbatched"), help="one pipeline variant only")
     args = p.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/pipeline_throughput.py", *sys.argv[1:]]))
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (other work skews every figure)")
     from quorum.devstack import migrate, provision_topology
 
     with tempfile.TemporaryDirectory(prefix="quorum-floor-") as tmp, servers(Path(tmp)) as (db, nats_url, notes):
@@ -231,31 +257,33 @@ def main() -> None:
             print(note)
         migrate(db)
         asyncio.run(provision_topology(nats_url))
-        serial, batched = asyncio.run(floor(db, nats_url, args.floor, 100))
+        serial, batched = asyncio.run(floor(db, nats_url, args.floor, BATCH))
         hops = {b: asyncio.run(hop(db, nats_url, args.floor, batched=b)) for b in (True, False)}
     print(f"floor, one hop serially (publish+fetch+ack + one commit per message): {serial:,.0f} msgs/s "
           f"({1000 / serial:.2f} ms each)")
-    print(f"floor, one hop with a fetched batch of 100 per commit: {batched:,.0f} msgs/s")
+    print(f"floor, one hop with a fetched batch of {BATCH} per commit: {batched:,.0f} msgs/s")
     for b, rate in hops.items():
         print(f"runtime hop ({'batched' if b else 'unbatched'} transactions; a handler that only emits): "
               f"{rate:,.0f} msgs/s = {serial / rate:.1f}x the serial floor's time per message")
 
     variants = [v for v in (True, False) if args.only is None or args.only == ("batched" if v else "unbatched")]
+    if not args.candles:
+        return
     for use_batches in variants:
         name = "batched" if use_batches else "unbatched"
         r = run_pipeline(args.candles, batched=use_batches)
-        lat = r["latencies"]
-        assert isinstance(lat, list)
-        print(f"pipeline, {name} transactions: {r['candles']} candles -> decisions in {r['seconds']:.2f} s = "
-              f"{r['candles'] / r['seconds']:,.0f} candles/s overall (first candle stored to last decision), "  # type: ignore[operator]
-              f"{r['sustained']:,.0f} candles/s sustained (middle 80 %); {r['commits'] / r['candles']:.1f} "  # type: ignore[operator]
-              f"commits per candle; {serial / r['sustained']:.1f}x below the serial floor")  # type: ignore[operator]
+        print(f"pipeline, {name} transactions: {r.candles} candles -> decisions in {r.seconds:.2f} s = "
+              f"{r.candles / r.seconds:,.0f} candles/s overall (first candle stored to last decision), "
+              f"{r.sustained:,.0f} candles/s sustained (middle 80 %) = {serial / r.sustained:.1f}x below the serial "
+              f"floor; {r.commits / r.candles:.1f} PostgreSQL commits per candle")
         if args.paced:
             r = run_pipeline(args.paced, batched=use_batches, rate=args.rate)
-            lat = [x * 1000 for x in r["latencies"]]  # type: ignore[attr-defined]
+            ms = [x * 1000 for x in r.latencies]
+            hops = ", ".join(f"{hop} {percentile(v, 50) * 1000:.1f}/{percentile(v, 99) * 1000:.1f}"
+                             for hop, v in r.hops.items())
             print(f"latency, {name}, {args.paced} candles at {args.rate:g}/s: candle -> decision p50 "
-                  f"{percentile(lat, 50):.1f} ms, p90 {percentile(lat, 90):.1f} ms, p99 {percentile(lat, 99):.1f} ms, "
-                  f"max {lat[-1]:.1f} ms (mean {statistics.fmean(lat):.1f} ms)")
+                  f"{percentile(ms, 50):.1f} ms, p90 {percentile(ms, 90):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+                  f"max {ms[-1]:.1f} ms (mean {statistics.fmean(ms):.1f} ms); per hop p50/p99 ms: {hops}")
 
 
 if __name__ == "__main__":

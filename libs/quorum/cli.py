@@ -265,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill_cli.add_parser(sub)
 
+    from quorum.backtest import cli as backtest_cli
+
+    backtest_cli.add_parser(sub)
+
     lg = sub.add_parser("ledger", help="verify the journal's hash chain or rebuild the books from it (DATABASE_URL)")
     lg.add_argument("action", choices=["verify", "rebuild"])
     lg.add_argument("--mode", default="PAPER", choices=["PAPER", "LIVE"])

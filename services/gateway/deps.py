@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .auth import Principal, Role, authenticate
+from .backtests import BacktestJobs
 from .commands import Commands
 from .schemas import ServiceHealth
 from .settings import GatewaySettings
@@ -85,6 +86,15 @@ async def commands(request: Request) -> Commands:
     return _gateway(request).commands
 
 
+async def jobs(request: Request) -> BacktestJobs:
+    return _gateway(request).jobs
+
+
+async def active_config_hash(request: Request) -> str | None:
+    """The hash of the configuration the services run with (None: the gateway could not build it)."""
+    return _gateway(request).active_config_hash
+
+
 async def service_health(request: Request) -> dict[str, ServiceHealth]:
     """From the watcher's cache: a request never touches JetStream."""
     gw = _gateway(request)
@@ -107,6 +117,8 @@ Conn = Annotated[AsyncConnection, Depends(connection)]
 Settings = Annotated[GatewaySettings, Depends(settings)]
 Mode = Annotated[str, Depends(trading_mode)]
 Cmd = Annotated[Commands, Depends(commands)]
+Jobs = Annotated[BacktestJobs, Depends(jobs)]
+ActiveConfig = Annotated[str | None, Depends(active_config_hash)]
 Health = Annotated[dict[str, ServiceHealth], Depends(service_health)]
 Engine = Annotated[AsyncEngine, Depends(engine)]
 Bus = Annotated[NATS, Depends(bus)]

@@ -16,12 +16,14 @@ from quorum.council.karma import Observation, Score, scorecard
 from quorum.db.tables import (
     api_tokens,
     audit_log,
+    backtests,
     candles,
     council_controls,
     decisions,
     equity,
     exchange_keys,
     fills,
+    gate_reports,
     karma_votes,
     ledger_balances,
     ledger_entries,
@@ -47,6 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schemas import (
     AuditOut,
+    BacktestDetail,
+    BacktestOut,
     BalanceOut,
     CalibrationBinOut,
     CouncilControlOut,
@@ -56,6 +60,7 @@ from .schemas import (
     EquityPoint,
     ExchangeKeyOut,
     FillOut,
+    GateReportOut,
     KarmaOut,
     KarmaScorecard,
     KillSwitchOut,
@@ -101,7 +106,7 @@ async def operating_mode(conn: AsyncConnection, mode: str) -> OperatingMode:
 
 
 async def status(conn: AsyncConnection, mode: str, default_profile: str,
-                 services: dict[str, ServiceHealth]) -> Status:
+                 services: dict[str, ServiceHealth], config_hash: str | None = None) -> Status:
     halt = await _halt(conn)
     oms = (await conn.execute(select(oms_state).where(oms_state.c.mode == mode))).first()
     kill = (await conn.execute(select(risk_kill_switch.c.engaged).where(
@@ -121,7 +126,8 @@ async def status(conn: AsyncConnection, mode: str, default_profile: str,
                   killed_symbols=sorted(killed), council_modes=modes,
                   data_source=md.details if md else None,
                   model=f"{model.model_name}@{model.version}" if model else None,
-                  services=services, last_candle_ts=last)
+                  services=services, last_candle_ts=last, config_hash=config_hash,
+                  gates=await _gate_lines(conn, mode, config_hash, last))
 
 
 async def _disconnected(conn: AsyncConnection, mode: str) -> tuple[datetime | None, int]:
@@ -164,6 +170,47 @@ async def council(conn: AsyncConnection, default_profile: str) -> CouncilOut:
     return CouncilOut(risk_profile=await risk_profile(conn, default_profile),
                       controls=[CouncilControlOut.model_validate(r) for r in controls],
                       disabled_strategies=[StrategyFailureOut.model_validate(r) for r in failed])
+
+
+# --- backtests and validation gates --------------------------------------------------------------------------
+NO_GATE_REPORT = "no gate report"
+
+
+async def backtests_page(conn: AsyncConnection, status_: str | None, limit: int, offset: int) -> Page[BacktestOut]:
+    q = select(*(c for c in backtests.c if c.name != "configuration")).order_by(backtests.c.created_at.desc(),
+                                                                                backtests.c.id)
+    if status_:
+        q = q.where(backtests.c.status == status_)
+    return await _page(conn, q, BacktestOut, limit, offset)
+
+
+async def backtest(conn: AsyncConnection, backtest_id: UUID) -> BacktestDetail | None:
+    row = (await conn.execute(select(backtests).where(backtests.c.id == backtest_id))).first()
+    return None if row is None else BacktestDetail.model_validate(row)
+
+
+async def latest_gates(conn: AsyncConnection, config_hash: str | None) -> list[GateReportOut]:
+    """The newest gate report of each asset for the configuration."""
+    if config_hash is None:
+        return []
+    g = gate_reports.c
+    newest = select(func.max(g.id)).where(g.config_hash == config_hash).group_by(g.asset)
+    q = select(gate_reports).where(g.id.in_(newest.scalar_subquery())).order_by(g.asset)
+    return [GateReportOut.model_validate(r) for r in (await conn.execute(q)).all()]
+
+
+async def _gate_lines(conn: AsyncConnection, mode: str, config_hash: str | None,
+                      last_candle: datetime | None) -> dict[str, str]:
+    """Per asset (any with a gate report, a position, or a candle at the latest close): whether the active
+    configuration's latest gate report passed."""
+    assets = set((await conn.execute(select(gate_reports.c.asset).distinct())).scalars())
+    assets |= set((await conn.execute(select(positions.c.symbol).where(
+        positions.c.mode == mode, positions.c.quantity != 0))).scalars())
+    if last_candle is not None:
+        assets |= set((await conn.execute(select(candles.c.symbol).where(candles.c.ts == last_candle)
+                                          .distinct())).scalars())
+    passed = {r.asset: r.passed for r in await latest_gates(conn, config_hash)}
+    return {a: NO_GATE_REPORT if a not in passed else "passed" if passed[a] else "failed" for a in sorted(assets)}
 
 
 # --- the book ---------------------------------------------------------------------------------------------

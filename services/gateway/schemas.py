@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from quorum.types import CouncilMode, OperatingMode, RiskProfile
@@ -58,6 +59,10 @@ class Status(_Out):
     model: str | None = None
     services: dict[str, ServiceHealth]
     last_candle_ts: datetime | None
+    config_hash: str | None = Field(default=None, description="the active configuration's hash (the services' "
+                                                              "settings as configured)")
+    gates: dict[str, str] = Field(default_factory=dict, description="asset -> 'passed', 'failed' or 'no gate report': "
+                                                                    "the active configuration's latest gate report")
 
 
 class PositionOut(_Out):
@@ -436,3 +441,106 @@ class EquityPoint(_Out):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+# --- backtests and validation gates -------------------------------------------------------------------------
+class WalkForwardRequest(BaseModel):
+    """Folds in bars of the data's timeframe: rolling or expanding training windows, the embargo (purge) gap,
+    then the test window; the out-of-sample result of each asset goes through the validation gates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_bars: int = Field(ge=1, le=10_000_000, examples=[2160])
+    test_bars: int = Field(ge=1, le=10_000_000, examples=[720])
+    step_bars: int | None = Field(default=None, ge=1, le=10_000_000,
+                                  description="how far each fold moves (default and least: test_bars)")
+    embargo_bars: int = Field(default=0, ge=0, le=10_000_000, examples=[24])
+    warmup_bars: int | None = Field(default=None, ge=0, le=10_000_000,
+                                    description="bars fed before each test window (default: from its training start)")
+    mode: Literal["rolling", "expanding"] = "rolling"
+
+    @model_validator(mode="after")
+    def _steps(self) -> WalkForwardRequest:
+        if self.step_bars is not None and self.step_bars < self.test_bars:
+            raise ValueError("step_bars must be at least test_bars: test windows must not overlap")
+        return self
+
+
+EPOCH, LAST_DATE = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class BacktestRequest(ControlRequest):
+    configuration: str = Field(default="default", pattern=r"^[a-z0-9_-]{1,64}$", examples=["solo-rsi"],
+                               description="a named configuration of `quorum backtest` ('default': the services' "
+                                           "own settings)")
+    data_file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,180}\.(csv|parquet)$",
+                                  examples=["binance_BTCUSDT_1h.csv"],
+                                  description="a file of the shared data's ohlcv/ folder; omit for the stored candles")
+    symbols: tuple[Symbol, ...] = Field(default=(), max_length=100, description="only these (default: every one)")
+    timeframe: Timeframe | None = Field(default=None, max_length=8,
+                                        description="only this one (the candles must have one)")
+    since: IsoAwareDatetime | None = Field(default=None, description="first candle's open time, inclusive")
+    until: IsoAwareDatetime | None = Field(default=None, description="last candle's open time, inclusive")
+    walk_forward: WalkForwardRequest | None = Field(default=None, description="walk-forward and gates instead of "
+                                                                              "one backtest")
+
+    @model_validator(mode="after")
+    def _window(self) -> BacktestRequest:
+        for name, value in (("since", self.since), ("until", self.until)):
+            if value is not None and not EPOCH <= value < LAST_DATE:
+                raise ValueError(f"{name} must be between 1970 and 2100")
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise ValueError("until must not be before since")
+        return self
+
+
+class BacktestOut(_Out):
+    id: UUID
+    created_at: datetime
+    created_by: str
+    config_name: str
+    config_hash: str
+    source: str = Field(description="the data file, or 'candles' (the stored ones)")
+    range_start: datetime | None
+    range_end: datetime | None
+    symbols: list[str]
+    timeframe: str | None
+    walk_forward: dict[str, Any] | None
+    code_version: str
+    status: str = Field(description="QUEUED, RUNNING, DONE or FAILED")
+    progress: float = Field(description="0 to 1")
+    bars: int
+    metrics: dict[str, Any] | None = Field(description="a backtest's metrics; a walk-forward's out-of-sample "
+                                                       "metrics per asset")
+    report_path: str | None
+    error: str | None
+    finished_at: datetime | None
+
+
+class BacktestDetail(BacktestOut):
+    configuration: dict[str, Any] = Field(description="every service's settings as the run used them")
+
+
+class GateCriterionOut(BaseModel):
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    figure: float | None
+    passed: bool
+
+
+class GateReportOut(_Out):
+    id: int
+    created_at: datetime
+    asset: str
+    config_hash: str
+    passed: bool
+    criteria: list[GateCriterionOut]
+    walk_forward: dict[str, Any]
+    backtest_id: UUID | None
+
+
+class GatesOut(BaseModel):
+    config_hash: str | None = Field(description="the configuration the reports are of")
+    reports: list[GateReportOut] = Field(description="the latest report per asset")

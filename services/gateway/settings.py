@@ -3,8 +3,11 @@ name it without importing the service."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from quorum.cli import default_data_dir
 from quorum.risk.profiles import RiskConfig
 from quorum.runtime.settings import ServiceSettings
 
@@ -31,6 +34,12 @@ class GatewaySettings(ServiceSettings):
     pin_scrypt_n: int = Field(default=2**15, ge=2**10, description="scrypt cost for the master PIN")
     exchange_base_urls: dict[str, str] = Field(default_factory=dict,
                                                description="REST base URL per exchange (mirrors, local fakes)")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="the shared market data (default: "
+                           "$QUORUM_DATA_DIR); a backtest's data file is one of its ohlcv/ files")
+    backtest_report_dir: Path = Field(default=Path(".quorum/backtests"),
+                                      description="where backtest reports are written, one folder per backtest")
+    backtest_workers: int = Field(default=1, ge=1, le=64, description="backtests run at once (worker processes)")
 
     def secrets_in_use(self) -> dict[str, str]:
         return {**super().secrets_in_use(), "QUORUM_GATEWAY_API_TOKEN": self.api_token.get_secret_value()}

@@ -16,7 +16,7 @@ from quorum.db.tables import inbox, outbox
 from quorum.events.control import TradingHalted
 from quorum.runtime.handling import ConsumerLoop, Context
 from quorum.subjects import DEAD_LETTER_WILDCARD, subject
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.integration.test_bus import Recorder, halt, loop_for, stream_messages, with_consumer
@@ -78,6 +78,27 @@ async def test_a_failing_message_rolls_back_alone_and_the_rest_of_its_batch_comm
     assert [m.headers["Quorum-Error"] for m in dead] == ["RuntimeError: cannot apply poison"]
     info = await js.consumer_info("CONTROL", spec.durable)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_database_error_in_one_message_undoes_its_writes_alone(js: Any, engine: Any) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE applied (reason text PRIMARY KEY)"))
+
+    async def handler(ctx: Context) -> None:
+        reason = ctx.message.payload.reason
+        await ctx.conn.execute(text("INSERT INTO applied VALUES (:r)"), {"r": reason})
+        if reason == "poison":
+            await ctx.conn.execute(text("SELECT 1 / 0"))  # the server aborts the statement: 22012, the message's
+
+    spec = await with_consumer(js, max_deliver=1)
+    await publish_halts(js, "a", "poison", "b")
+    loop = loop_for(ConsumerLoop, spec, handler, js, engine)
+    await loop.bind()
+    await loop.process_batch(await fetched(loop, 3))
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT reason FROM applied ORDER BY reason"))).scalars().all() == ["a", "b"]
+    dead = await stream_messages(js, "DLQ", DEAD_LETTER_WILDCARD)
+    assert len(dead) == 1 and "division by zero" in dead[0].headers["Quorum-Error"]
 
 
 async def test_the_same_event_twice_in_one_batch_is_applied_once(js: Any, engine: Any) -> None:

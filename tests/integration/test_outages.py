@@ -182,3 +182,33 @@ async def test_sqlstate_says_whether_the_database_or_the_message_failed(engine: 
     assert seen == expected
     assert classify(ConnectionRefusedError()) is Failure.CONNECTIVITY
     assert classify(ValueError("bad payload")) is Failure.MESSAGE
+
+
+async def test_a_restart_between_transactions_is_noticed_on_use_and_the_next_attempt_reconnects(
+    tmp_path: Path,
+) -> None:
+    """No ping per checkout: a pooled connection the restart closed is dropped by the pool (the driver saw it
+    close), or fails its first statement and the transaction is run again at once on a fresh one; either way
+    the caller sees no failure."""
+    from quorum.runtime.handling import retry_conflicts
+
+    pg = EmbeddedPostgres(tmp_path / "pg-stale", durable=False).start()
+    engine = create_engine(pg.url("postgres"))
+    attempts: list[int] = []
+
+    async def attempt() -> int:
+        attempts.append(1)
+        async with engine.begin() as conn:
+            return int((await conn.execute(text("SELECT 1"))).scalar_one())
+
+    try:
+        assert await retry_conflicts(attempt) == 1  # the pool now holds an open connection
+        await asyncio.to_thread(pg.stop)
+        pg.proc = None
+        await asyncio.to_thread(pg.start)
+        attempts.clear()
+        assert await retry_conflicts(attempt) == 1
+        assert len(attempts) <= 2
+    finally:
+        await engine.dispose()
+        pg.stop()

@@ -60,3 +60,27 @@ def test_driver_errors_without_a_sqlstate_that_lost_the_connection_are_outages()
     lost = asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
     assert classify(wrapped(lost)) is Failure.CONNECTIVITY
     assert classify(wrapped(RuntimeError("bug in a handler"))) is Failure.MESSAGE
+
+
+def test_a_pooled_connection_found_closed_is_retried_once_at_once() -> None:
+    """What a pre-ping per checkout caught: the server restarted since the connection was last used."""
+    calls = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DBAPIError("SELECT 1", None, asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
+                             connection_invalidated=True)
+        return "done"
+
+    assert asyncio.run(retry_conflicts(attempt)) == "done" and len(calls) == 2
+
+    async def always_closed() -> None:
+        calls.append(1)
+        raise DBAPIError("SELECT 1", None, asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
+                         connection_invalidated=True)
+
+    calls.clear()
+    with pytest.raises(DBAPIError):  # still closed: an outage, left to the caller (a consumer holds the message)
+        asyncio.run(retry_conflicts(always_closed))
+    assert len(calls) == 2

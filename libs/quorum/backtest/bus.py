@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from quorum.clock import TestClock
@@ -28,6 +29,10 @@ def matches(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
+def _no_values(payload: Any) -> tuple[()]:
+    return ()
+
+
 class InProcessBus:
     """Events queue up and are handed to each consumer in the order they were emitted (breadth first: a
     candle reaches every consumer of candles before anything those consumers emitted), the way a settled
@@ -37,6 +42,7 @@ class InProcessBus:
         self._deliver = deliver
         self._consumers = consumers
         self._routes: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._routing: dict[type, Callable[[Any], Any]] = {}  # per payload type: its routing values
         self._queue: deque[tuple[Envelope[Any], frozenset[str] | None]] = deque()
         self.clock = TestClock()
         self.published: list[Envelope[Any]] = []
@@ -44,7 +50,11 @@ class InProcessBus:
     def route(self, envelope: Envelope[Any]) -> tuple[str, ...]:
         """The consumers of ``envelope``; the subject depends only on its type and routing values."""
         p = envelope.payload
-        key = (type(p), *(getattr(p, k) for k in p.ROUTING))
+        kind = type(p)
+        values = self._routing.get(kind)
+        if values is None:
+            values = self._routing[kind] = attrgetter(*kind.ROUTING) if kind.ROUTING else _no_values
+        key = (kind, values(p))
         durables = self._routes.get(key)
         if durables is None:
             subject = subject_of(envelope)
@@ -69,8 +79,9 @@ class InProcessBus:
     def drain(self, skip: frozenset[str] = frozenset()) -> None:
         """Deliver until nothing is left; ``skip`` holds consumers back (the envelope is redelivered to them
         by a later ``publish(..., only=...)``)."""
-        while self._queue:
-            envelope, only = self._queue.popleft()
+        queue, deliver = self._queue, self._deliver
+        while queue:
+            envelope, only = queue.popleft()
             for durable in self.route(envelope):
-                if (only is None and durable not in skip) or (only is not None and durable in only):
-                    self._deliver(durable, envelope)
+                if durable not in skip if only is None else durable in only:
+                    deliver(durable, envelope)

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from quorum.backtest.config import RunnerConfig
+from quorum.backtest.data import stored_candles
 from quorum.backtest.runner import Recorder, Runner
-from quorum.db.tables import candles, decisions, fills, ledger_balances, orders
+from quorum.db.tables import decisions, fills, ledger_balances, orders
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderUpdated, SubmitOrder
@@ -78,19 +79,7 @@ def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
 
 async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]]]:
     """The stored candles of ``rng`` and what the services recorded for them."""
-    q = select(candles)
-    if rng.start is not None:
-        q = q.where(candles.c.ts >= rng.start)
-    if rng.end is not None:
-        q = q.where(candles.c.ts <= rng.end)
-    if rng.symbols:
-        q = q.where(candles.c.symbol.in_(rng.symbols))
-    if rng.timeframe:
-        q = q.where(candles.c.timeframe == rng.timeframe)
-    rows = (await conn.execute(q.order_by(candles.c.ts, candles.c.exchange, candles.c.symbol,
-                                          candles.c.timeframe))).all()
-    stream = [CandleClosed(exchange=r.exchange, symbol=r.symbol, timeframe=r.timeframe, ts=r.ts, open=r.open,
-                           high=r.high, low=r.low, close=r.close, volume=r.volume) for r in rows]
+    stream = await stored_candles(conn, start=rng.start, end=rng.end, symbols=rng.symbols, timeframe=rng.timeframe)
     series = {(c.exchange, c.symbol, c.timeframe) for c in stream}
     first, last = (stream[0].ts, stream[-1].ts) if stream else (None, None)
     dq = select(decisions.c.exchange, decisions.c.symbol, decisions.c.timeframe, decisions.c.ts,

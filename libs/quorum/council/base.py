@@ -3,12 +3,12 @@ input always yields the same signal, which is what makes a council decision repr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from math import isfinite
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,14 +92,15 @@ class StrategyInput:
 
     def value(self, name: str, back: int = 0) -> float | None:
         """Feature ``name`` ``back`` candles ago (0 = now); None when unknown, warming up, or not finite."""
-        if back < 0 or back >= len(self.history):
+        history = self.history
+        if back < 0 or back >= len(history):
             return None
-        v = self.history[-1 - back].values.get(name)
-        return v if v is not None and math.isfinite(v) else None
+        v = history[-1 - back].values.get(name)
+        return v if v is not None and isfinite(v) else None
 
     def closes(self, n: int) -> tuple[Decimal, ...]:
         """The last ``n`` closes (fewer when the history is shorter), oldest first."""
-        return tuple(r.close for r in self.history[-n:])
+        return tuple([r.close for r in self.history[-n:]])
 
     def prediction(self, model_name: str | None = None) -> PredictionView | None:
         """The prediction of ``model_name`` (any model when None) that is out of warm-up, if there is one."""
@@ -124,7 +125,7 @@ class Signal:
     def __post_init__(self) -> None:
         if not isinstance(self.direction, Action):
             raise TypeError(f"direction must be an Action, got {self.direction!r}")
-        if not (isinstance(self.confidence, int | float) and 0.0 <= self.confidence <= 1.0):
+        if not (isinstance(self.confidence, (int, float)) and 0.0 <= self.confidence <= 1.0):
             raise ValueError(f"confidence must be within [0, 1], got {self.confidence!r}")
         if self.direction is Action.HOLD and self.confidence != 0.0:
             raise ValueError("a HOLD signal carries confidence 0")

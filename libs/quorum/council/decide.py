@@ -8,6 +8,7 @@ and predictions tables, the runner keeps them in memory); what the council remem
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -170,6 +171,12 @@ def decision_made(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: Ri
 
 def _atr(inp: StrategyInput) -> Decimal | None:
     """The feature set's ATR (the first ``atr_*`` feature), as a price; None while it warms up."""
-    name = next((k for k in sorted(inp.current.values) if k.startswith("atr_") and k.count("_") == 1), None)
+    name = _atr_name(tuple(inp.current.values))
     value = inp.value(name) if name else None
     return Decimal(repr(value)) if value is not None and value > 0 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _atr_name(features: tuple[str, ...]) -> str | None:
+    """Per feature set (every candle's row has the same names): sorting them each time cost more than the rest."""
+    return next((k for k in sorted(features) if k.startswith("atr_") and k.count("_") == 1), None)

@@ -146,13 +146,14 @@ class Council:
     def cast(self, signals: Sequence[tuple[StrategyBase, Signal]], profile: RiskProfile,
              weights: Mapping[str, float] | None = None) -> tuple[CastVote, ...]:
         rule = self.profile_filters[profile]
+        allowed, floor, given = rule.allowed_tags, rule.min_confidence, weights or {}
         votes = []
         for s, signal in signals:
-            weight = (weights or {}).get(s.name, s.weight)
+            weight = given.get(s.name, s.weight)
             reason = None
-            if s.risk_tag not in rule.allowed_tags:
+            if s.risk_tag not in allowed:
                 reason = Filtered.TAG_NOT_ALLOWED
-            elif signal.direction is not Action.HOLD and signal.confidence < rule.min_confidence:
+            elif signal.direction is not Action.HOLD and signal.confidence < floor:
                 reason = Filtered.BELOW_MIN_CONFIDENCE
             votes.append(CastVote(s, signal, weight, reason is None, reason))
         return tuple(votes)
@@ -199,10 +200,11 @@ class Council:
 
 def tally(votes: Sequence[CastVote]) -> dict[Action, float]:
     """Weighted agreement per direction over every voter in the quorum; HOLD is the abstaining share."""
-    total = sum(v.weight for v in votes if v.in_quorum)
+    quorum = [v for v in votes if v.in_quorum]
+    total = sum(v.weight for v in quorum)
     if total <= 0:
         return {Action.BUY: 0.0, Action.SELL: 0.0, Action.HOLD: 1.0}
-    agreement = {d: sum(v.weight * v.signal.confidence for v in votes if v.in_quorum and v.counts_for is d) / total
+    agreement = {d: sum(v.weight * v.signal.confidence for v in quorum if v.counts_for is d) / total
                  for d in DIRECTIONS}
     agreement[Action.HOLD] = max(0.0, 1.0 - agreement[Action.BUY] - agreement[Action.SELL])
     return agreement

@@ -14,12 +14,13 @@ Shared conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from quorum.council.base import ProducerKind, RiskTag, Signal, StrategyBase, StrategyInput, hold
 from quorum.indicators.spec import (
@@ -92,6 +93,13 @@ def protective_levels(close: Decimal, atr: float, stop_mult: float | None,
     return stop, take, clamped
 
 
+@functools.cache
+def _names(spec: type[BaseModel], **params: Any) -> tuple[str, ...]:
+    """The feature names of the indicator ``spec(**params)``: strategies read them every candle, and building
+    the spec each time cost more than the strategy's own arithmetic."""
+    return spec(**params).names()  # type: ignore[attr-defined, no-any-return]
+
+
 class _WarmingUp(Exception):
     def __init__(self, feature: str) -> None:
         self.feature = feature
@@ -114,7 +122,7 @@ class _Strategy(StrategyBase):
 
     @property
     def atr_feature(self) -> str:
-        return AtrSpec(period=self.atr_period).names()[0]
+        return _names(AtrSpec, period=self.atr_period)[0]
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -150,7 +158,7 @@ class _Strategy(StrategyBase):
               **metadata: float | str | None) -> Signal:
         """The signal, with stop/take-profit suggestions on a BUY (which then needs the ATR)."""
         if direction is Action.HOLD:
-            return hold(self.name, *reasons, **metadata)
+            return Signal(self.name, Action.HOLD, 0.0, reasons, metadata=metadata)  # hold(), without repacking
         stop = take = None
         if direction is Action.BUY and self._suggests_levels:
             stop, take, clamped = protective_levels(inp.close, self._feature(inp, self.atr_feature),
@@ -183,7 +191,7 @@ class RsiReversion(_Strategy):
 
     @property
     def _signal_features(self) -> tuple[str, ...]:
-        return RsiSpec(period=self.period).names()
+        return _names(RsiSpec, period=self.period)
 
     def _evaluate(self, inp: StrategyInput) -> Signal:
         rsi = self._feature(inp, self._signal_features[0])
@@ -225,7 +233,7 @@ class MacdTrend(_Strategy):
 
     @property
     def _signal_features(self) -> tuple[str, ...]:
-        line, _, hist = MacdSpec(fast=self.fast, slow=self.slow, signal=self.signal).names()
+        line, _, hist = _names(MacdSpec, fast=self.fast, slow=self.slow, signal=self.signal)
         return (hist if self.trigger == "signal" else line, self.atr_feature)
 
     def _evaluate(self, inp: StrategyInput) -> Signal:
@@ -288,7 +296,7 @@ class BollingerReversion(_BandReversion):
     nbdev: float = Field(default=2.0, gt=0, le=10)
 
     def _bands(self) -> tuple[str, str, str]:
-        upper, middle, lower, *_ = BbandsSpec(period=self.period, nbdev=self.nbdev).names()
+        upper, middle, lower, *_ = _names(BbandsSpec, period=self.period, nbdev=self.nbdev)
         return upper, middle, lower
 
 
@@ -304,8 +312,8 @@ class KeltnerReversion(_BandReversion):
     multiplier: float = Field(default=2.0, gt=0, le=10)
 
     def _bands(self) -> tuple[str, str, str]:
-        upper, middle, lower = KeltnerSpec(ema_period=self.ema_period, atr_period=self.channel_atr_period,
-                                           multiplier=self.multiplier).names()
+        upper, middle, lower = _names(KeltnerSpec, ema_period=self.ema_period, atr_period=self.channel_atr_period,
+                                      multiplier=self.multiplier)
         return upper, middle, lower
 
 
@@ -352,12 +360,12 @@ class MultivariateComposite(_Strategy):
 
     def _components(self) -> dict[str, tuple[float, tuple[str, ...]]]:
         """Component -> (weight, features it reads), active components only."""
-        hist = MacdSpec(fast=self.macd_fast, slow=self.macd_slow, signal=self.macd_signal).names()[2]
+        hist = _names(MacdSpec, fast=self.macd_fast, slow=self.macd_slow, signal=self.macd_signal)[2]
         all_ = {
-            "rsi": (self.rsi_weight, RsiSpec(period=self.rsi_period).names()),
+            "rsi": (self.rsi_weight, _names(RsiSpec, period=self.rsi_period)),
             "macd": (self.macd_weight, (hist, self.atr_feature)),
-            "ema": (self.ema_weight, CloseOverEmaSpec(period=self.ema_period).names()),
-            "slope": (self.slope_weight, EmaSlopeSpec(period=self.ema_period, lookback=self.slope_lookback).names()),
+            "ema": (self.ema_weight, _names(CloseOverEmaSpec, period=self.ema_period)),
+            "slope": (self.slope_weight, _names(EmaSlopeSpec, period=self.ema_period, lookback=self.slope_lookback)),
         }
         return {k: v for k, v in all_.items() if v[0] > 0}
 
@@ -447,7 +455,7 @@ class DipAwareEntry(_Strategy):
         closes = inp.closes(self.window)
         if len(closes) < self.window:
             raise _WarmingUp("close")
-        top = max(range(len(closes)), key=lambda i: (closes[i], i))
+        top = len(closes) - 1 - closes[::-1].index(max(closes))  # the highest close, the latest if tied
         close = closes[-1]
         if top == len(closes) - 1:
             return self._vote(inp, Action.HOLD, 0.0, "NO_DIP")

@@ -33,7 +33,7 @@ import copy
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from decimal import Decimal
+from decimal import Context, Decimal, getcontext, localcontext
 from typing import Any
 
 from quorum.matching.book import Book, SyntheticBookModel, round_to
@@ -152,16 +152,35 @@ class MatchingEngine:
     now: int = field(init=False, default=0)
     market_ts: int = field(init=False, default=0)  # time of the latest market event applied (book, trade, candle)
     seq: int = field(init=False, default=0)
-    book: Book | None = field(init=False, default=None)
     pending: dict[str, _Live] = field(init=False, default_factory=dict)
     stops: dict[str, _Live] = field(init=False, default_factory=dict)
     resting: dict[str, _Live] = field(init=False, default_factory=dict)
     waiting: dict[str, _Live] = field(init=False, default_factory=dict)  # OCO legs whose group is incomplete
     final: dict[str, OrderStatus] = field(init=False, default_factory=dict)
+    _book: Book | None = field(init=False, default=None, repr=False)
+    # the candle whose synthetic book is in force but not built yet: (close time, close, volume, decimal context)
+    _candle_book: tuple[int, Decimal, Decimal, Context] | None = field(init=False, default=None, repr=False)
+    _final_shared: bool = field(init=False, default=False, repr=False)  # ``final`` is also a copy's: copy on write
 
     def __post_init__(self) -> None:
         self.base, self.quote = split_symbol(self.symbol)
         self.rng = random.Random(self.seed)
+
+    @property
+    def book(self) -> Book | None:
+        """The book in force. A candle's synthetic book is built when something first reads it (an order that
+        matches, ``to_dict``), in the decimal context of its candle: most candles meet no order at all."""
+        if self._candle_book is not None:
+            ts, close, volume, context = self._candle_book
+            with localcontext(context):
+                self._book = self.config.synthetic_book.build(ts, close, volume, self.config.tick_size,
+                                                              self.config.lot_step)
+            self._candle_book = None
+        return self._book
+
+    @book.setter
+    def book(self, book: Book | None) -> None:
+        self._book, self._candle_book = book, None
 
     # --- events ------------------------------------------------------------------------------------------
 
@@ -187,9 +206,8 @@ class MatchingEngine:
             supply = round_to(volume * self.config.candle_fill_fraction, self.config.lot_step)
             self._supply(ts, out, supply, lambda o: low <= o.order.limit_price,
                          lambda o: high >= o.order.limit_price)
-            if self.book is None or self.book.synthetic:
-                self.book = self.config.synthetic_book.build(ts, close, volume, self.config.tick_size,
-                                                             self.config.lot_step)
+            if self._candle_book is not None or self._book is None or self._book.synthetic:
+                self._book, self._candle_book = None, (ts, close, volume, getcontext().copy())
             self._trigger(ts, out, high, low)
 
         return self._market(ts, apply)
@@ -272,6 +290,8 @@ class MatchingEngine:
         return out
 
     def _arrive(self, out: list[Output], is_due: Callable[[int], bool]) -> None:
+        if not self.pending:
+            return
         for o in sorted((o for o in self.pending.values() if is_due(o.due)), key=lambda o: (o.due, o.seq)):
             if o.order.client_order_id not in self.pending:
                 continue  # cancelled a moment ago by its OCO partner, which arrived with it and executed
@@ -329,6 +349,8 @@ class MatchingEngine:
                 sells: Callable[[_Live], bool]) -> None:
         """The market traded ``qty`` through the prices ``buys`` / ``sells`` accept: resting orders on each
         side share it, best price first, then oldest first."""
+        if not self.resting:
+            return
         for side, crossed, sign in ((Side.BUY, buys, -1), (Side.SELL, sells, 1)):
             left = qty
             hit = [o for o in self.resting.values() if o.order.side == side and crossed(o)]
@@ -346,6 +368,8 @@ class MatchingEngine:
                     out.append(StatusChange(o.order.client_order_id, S.PARTIALLY_FILLED, ts, o.filled))
 
     def _trigger(self, ts: int, out: list[Output], high: Decimal, low: Decimal) -> None:
+        if not self.stops:
+            return
         for o in sorted(self.stops.values(), key=lambda o: o.seq):
             if o.order.client_order_id not in self.stops:
                 continue  # cancelled a moment ago by its OCO partner
@@ -382,6 +406,8 @@ class MatchingEngine:
         self._remember(o.order.client_order_id, status)
 
     def _remember(self, client_order_id: str, status: OrderStatus) -> None:
+        if self._final_shared:
+            self.final, self._final_shared = dict(self.final), False
         self.final[client_order_id] = status
         while len(self.final) > self.config.remember_final:
             del self.final[next(iter(self.final))]
@@ -421,15 +447,16 @@ class MatchingEngine:
     def copy(self) -> MatchingEngine:
         """An engine in the same state that shares nothing mutable with this one (pure decisions copy the engine
         they change, so the state they started from stays as it was). ``rng`` is shared: the engine only
-        persists it, latencies come from per-order generators (``latency_of``)."""
+        persists it, latencies come from per-order generators (``latency_of``). A synthetic book not built yet
+        is built by each from the same candle; ``final`` is shared until either remembers another order."""
         twin = copy.copy(self)
-        if self.book is not None:
-            b = self.book
-            twin.book = Book(b.ts, b.bids, b.asks, b.synthetic, {side: list(q) for side, q in b.used.items()})
+        if self._book is not None:
+            b = self._book
+            twin._book = Book(b.ts, b.bids, b.asks, b.synthetic, {side: list(q) for side, q in b.used.items()})
         twin.pending, twin.stops, twin.resting, twin.waiting = (
             {coid: replace(o) for coid, o in pool.items()}
             for pool in (self.pending, self.stops, self.resting, self.waiting))
-        twin.final = dict(self.final)
+        self._final_shared = twin._final_shared = True
         return twin
 
     def _pools(self) -> dict[str, dict[str, _Live]]:
@@ -439,7 +466,7 @@ class MatchingEngine:
 
     @property
     def has_live_orders(self) -> bool:
-        return any(self._pools().values())
+        return bool(self.pending or self.waiting or self.stops or self.resting)
 
     def spawn(self) -> MatchingEngine:
         """An empty engine with the same configuration and seed: where a late order is replayed over the market

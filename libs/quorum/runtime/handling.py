@@ -89,10 +89,6 @@ class _Abandoned(Exception):
 
 
 INFRASTRUCTURE_ERRORS = (DBAPIError, OSError, ConnectionError)
-# One name for every message's savepoint (each is released or rolled back before the next): a new name per
-# message would be new SQL text each time, prepared anew and crowding the driver's statement cache.
-_SAVEPOINT, _RELEASE, _ROLLBACK_TO = (f"{verb} quorum_message" for verb in (
-    "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 CONFLICT_RETRIES = 5
 # Client-side losses of the connection carry no SQLSTATE.
@@ -152,12 +148,21 @@ T = TypeVar("T")
 
 async def retry_conflicts(attempt: Callable[[], Awaitable[T]], *, retries: int = CONFLICT_RETRIES) -> T:
     """Run a whole transaction, and again (after a tiny jittered pause) while it loses a deadlock or
-    serialization race: the other side has committed by then, so a retry almost always goes through."""
+    serialization race: the other side has committed by then, so a retry almost always goes through. Also run it
+    again at once, one time, when its pooled connection turned out to be closed (the server restarted since it
+    was last used; the pool has been invalidated and reconnects): what pinging every checkout would catch, paid
+    only when it happens."""
     n = 0
+    stale_retried = False
     while True:
         try:
             return await attempt()
         except INFRASTRUCTURE_ERRORS as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated and not stale_retried:
+                stale_retried = True
+                log.info("a pooled database connection was closed (%s); running the transaction again",
+                         str(exc).splitlines()[0][:200])
+                continue
             n += 1
             if n > retries or classify(exc) is not Failure.CONFLICT:
                 raise
@@ -192,6 +197,25 @@ class _Item:
         self.ctx, self.duplicate, self.error, self.seconds = None, False, None, 0.0
 
 
+class _Savepoints:
+    """A savepoint per message of a batch, sent on the driver's connection as plain queries: releasing the one
+    before and opening the next is one round trip, and the commit releases the last. (Up to 64 savepoints that
+    write fit PostgreSQL's per-backend subtransaction cache; more make every other backend's snapshots slower,
+    hence the default batch of 64.)"""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+        self._open = False
+
+    async def open(self) -> None:
+        await self._driver.execute("RELEASE SAVEPOINT quorum_message; SAVEPOINT quorum_message" if self._open
+                                   else "SAVEPOINT quorum_message")
+        self._open = True
+
+    async def roll_back(self) -> None:
+        await self._driver.execute("ROLLBACK TO SAVEPOINT quorum_message")
+
+
 class ConsumerLoop:
     def __init__(
         self,
@@ -203,7 +227,7 @@ class ConsumerLoop:
         publisher: Publisher,
         clock: Clock,
         service: str,
-        batch: int = 100,
+        batch: int = 64,
         batch_transactions: bool = True,
         on_lost: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -298,8 +322,7 @@ class ConsumerLoop:
                     for i, item in enumerate(items):
                         await self._apply([item], waiting=[*(m.msg for m in items[i + 1:]), *waiting])
                     return
-                items[0].reset()
-                items[0].error = exc
+                items[0].ctx, items[0].error = None, exc  # rolled back: nothing of it to adopt
                 covered, queued = 1, []
             await self._settle(items[:covered], queued)
             items = items[covered:]
@@ -328,12 +351,12 @@ class ConsumerLoop:
         before it commit, the rest are claimed again by the next transaction) and what it queued to publish."""
         for item in items:
             item.reset()
-        nested = len(items) > 1
         ran_early = False
         covered = len(items)
         try:
             async with self._engine.begin() as conn:
                 fresh = await claim_all(conn, self.spec.durable, [item.envelope.event_id for item in items])
+                nested = _Savepoints((await conn.get_raw_connection()).driver_connection) if len(items) > 1 else None
                 previous: Context | None = None
                 for k, item in enumerate(items):
                     event_id = item.envelope.event_id
@@ -348,8 +371,8 @@ class ConsumerLoop:
                         await self._handle(ctx, item, nested)
                     except Exception as exc:
                         failure = classify(exc)
-                        if not nested or failure is Failure.CONNECTIVITY or (failure is Failure.CONFLICT and k == 0):
-                            raise
+                        if nested is None or failure is Failure.CONNECTIVITY or (failure, k) == (Failure.CONFLICT, 0):
+                            raise  # the whole transaction goes: held, run again, or this one message's failure
                         if failure is Failure.CONFLICT:  # commit what came before; it goes again on its own
                             await unclaim(conn, self.spec.durable, [event_id, *fresh])
                             covered = k
@@ -367,21 +390,20 @@ class ConsumerLoop:
             raise
         return covered, queued
 
-    async def _handle(self, ctx: Context, item: _Item, nested: bool) -> None:
+    async def _handle(self, ctx: Context, item: _Item, nested: _Savepoints | None) -> None:
         tok_c = logs.correlation_id.set(str(item.envelope.correlation_id))
         tok_e = logs.event_id.set(str(item.envelope.event_id))
         started = time.perf_counter()
         try:
-            if not nested:
+            if nested is None:
                 await self._handler(ctx)
                 return
-            await ctx.conn.exec_driver_sql(_SAVEPOINT)
+            await nested.open()
             try:
                 await self._handler(ctx)
             except Exception:
-                await ctx.conn.exec_driver_sql(_ROLLBACK_TO)  # a failure undoes this message alone
+                await nested.roll_back()  # a failure undoes this message alone
                 raise
-            await ctx.conn.exec_driver_sql(_RELEASE)
         finally:
             item.seconds = time.perf_counter() - started
             logs.correlation_id.reset(tok_c)
@@ -391,11 +413,12 @@ class ConsumerLoop:
         """After the commit: ack what it covered, adopt the in-memory changes, publish what was emitted at
         once (what a failed publish leaves, the outbox relay sweeps up), and nak or dead-letter failures."""
         for item in items:
-            HANDLER_SECONDS.labels(*self._labels).observe(item.seconds)
-            if item.error is not None:
-                continue
             if item.duplicate:
                 DUPLICATES.labels(*self._labels).inc()
+            else:
+                HANDLER_SECONDS.labels(*self._labels).observe(item.seconds)
+            if item.error is not None:
+                continue
             await self._ack(item.msg)  # only after the transaction committed
             if item.ctx is not None:
                 run_after_commit(item.ctx)

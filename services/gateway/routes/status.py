@@ -6,15 +6,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .. import queries
-from ..deps import Conn, Health, Mode, Reader, Settings
+from ..deps import ActiveConfig, Conn, Health, Mode, Reader, Settings
 from ..schemas import CouncilOut, RiskOut, Status
 
 router = APIRouter(tags=["read"])
 
 
 @router.get("/status", response_model=Status)
-async def get_status(_: Reader, conn: Conn, mode: Mode, settings: Settings, services: Health) -> Status:
-    return await queries.status(conn, mode, settings.risk_profile.value, services)
+async def get_status(_: Reader, conn: Conn, mode: Mode, settings: Settings, services: Health,
+                     config_hash: ActiveConfig) -> Status:
+    return await queries.status(conn, mode, settings.risk_profile.value, services, config_hash)
 
 
 @router.get("/council", response_model=CouncilOut)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Table
 
 from quorum.db.tables import (
+    backtest,
     council,
     feature_store,
     gateway,
@@ -23,6 +24,7 @@ from quorum.db.tables import (
     oms,
     risk,
 )
+from quorum.db.tables.backtest import backtests, gate_reports
 from quorum.db.tables.base import Money, metadata
 from quorum.db.tables.council import (
     council_campaigns,
@@ -62,7 +64,8 @@ HYPERTABLES = ("candles", "features", "predictions", "equity", "order_book_snaps
 
 OWNERS: dict[str, str] = {
     table.name: module.OWNER
-    for module in (market_data, feature_store, inference, council, risk, oms, matching, ledger, gateway, messaging)
+    for module in (market_data, feature_store, inference, council, risk, oms, matching, ledger, gateway, backtest,
+                   messaging)
     for table in vars(module).values()
     if isinstance(table, Table)
 }
@@ -76,6 +79,7 @@ __all__ = [
     "api_tokens",
     "audit_log",
     "backfill_checkpoints",
+    "backtests",
     "candle_corrections",
     "candles",
     "confirmation_tokens",
@@ -87,6 +91,7 @@ __all__ = [
     "exchange_keys",
     "features",
     "fills",
+    "gate_reports",
     "inbox",
     "karma_votes",
     "ledger_balances",

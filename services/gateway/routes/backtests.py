@@ -1,0 +1,67 @@
+"""Backtests and validation gates: queue a backtest (or a walk-forward with its gates) over a data file or the
+stored candles with a named configuration, follow it, read its metrics; the latest gate report per asset."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from quorum.backtest.cli import InputError
+
+from .. import queries
+from ..backtests import UnknownConfiguration
+from ..deps import ActiveConfig, Actor, Conn, Jobs, Limit, Offset, Reader
+from ..http import Refused
+from ..schemas import BacktestDetail, BacktestOut, BacktestRequest, ControlResult, GatesOut, Page
+
+router = APIRouter(tags=["backtests"])
+NOT_FOUND = {404: {"description": "no such backtest"}}
+
+
+@router.get("/backtests", response_model=Page[BacktestOut])
+async def list_backtests(_: Reader, conn: Conn, limit: Limit = 100, offset: Offset = 0,
+                         status_: Annotated[str | None, Query(alias="status", pattern="^(QUEUED|RUNNING|DONE|FAILED)$")]
+                         = None) -> Page[BacktestOut]:
+    """Newest first, without the configuration's settings (``GET /backtests/{id}`` has them)."""
+    return await queries.backtests_page(conn, status_, limit, offset)
+
+
+@router.get("/backtests/{backtest_id}", response_model=BacktestDetail, responses=NOT_FOUND)
+async def get_backtest(_: Reader, conn: Conn, backtest_id: uuid.UUID) -> BacktestDetail:
+    found = await queries.backtest(conn, backtest_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no backtest {backtest_id}")
+    return found
+
+
+@router.post("/backtests", response_model=BacktestOut, status_code=status.HTTP_202_ACCEPTED,
+             responses={404: {"description": "no such configuration or data file"},
+                        409: {"model": ControlResult, "description": "the named configuration does not validate "
+                                                                    "under the services' settings"}})
+async def start_backtest(actor: Actor, jobs: Jobs, body: BacktestRequest) -> Any:
+    """Queue a backtest: it runs in a worker process; poll ``GET /backtests/{id}`` for its progress and result.
+    With ``walk_forward``, each asset gets a walk-forward and a gate report (``GET /gates``)."""
+    try:
+        config = jobs.configuration(body.configuration)
+    except UnknownConfiguration:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configuration {body.configuration!r}") from None
+    except InputError as exc:
+        raise Refused("backtest", str(exc)) from None
+    path = None
+    if body.data_file is not None:
+        path = jobs.data_path(body.data_file)
+        if path is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no data file {body.data_file} in the data folder's ohlcv/")
+    row = await jobs.submit(actor, body, config, path)
+    return BacktestOut.model_validate(row)
+
+
+@router.get("/gates", response_model=GatesOut)
+async def get_gates(_: Reader, conn: Conn, active: ActiveConfig,
+                    config_hash: Annotated[str | None, Query(pattern="^[0-9a-f]{16}$",
+                                                             description="another configuration's (default: the "
+                                                                         "active one)")] = None) -> GatesOut:
+    """The latest validation gate report per asset: passed, and each criterion with its figure and threshold."""
+    chosen = config_hash or active
+    return GatesOut(config_hash=chosen, reports=await queries.latest_gates(conn, chosen))
