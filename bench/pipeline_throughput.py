@@ -267,15 +267,14 @@ def main() -> None:
               f"{rate:,.0f} msgs/s = {serial / rate:.1f}x the serial floor's time per message")
 
     variants = [v for v in (True, False) if args.only is None or args.only == ("batched" if v else "unbatched")]
-    if not args.candles:
-        return
     for use_batches in variants:
         name = "batched" if use_batches else "unbatched"
-        r = run_pipeline(args.candles, batched=use_batches)
-        print(f"pipeline, {name} transactions: {r.candles} candles -> decisions in {r.seconds:.2f} s = "
-              f"{r.candles / r.seconds:,.0f} candles/s overall (first candle stored to last decision), "
-              f"{r.sustained:,.0f} candles/s sustained (middle 80 %) = {serial / r.sustained:.1f}x below the serial "
-              f"floor; {r.commits / r.candles:.1f} PostgreSQL commits per candle")
+        if args.candles:
+            r = run_pipeline(args.candles, batched=use_batches)
+            print(f"pipeline, {name} transactions: {r.candles} candles -> decisions in {r.seconds:.2f} s = "
+                  f"{r.candles / r.seconds:,.0f} candles/s overall (first candle stored to last decision), "
+                  f"{r.sustained:,.0f} candles/s sustained (middle 80 %) = {serial / r.sustained:.1f}x below the "
+                  f"serial floor; {r.commits / r.candles:.1f} PostgreSQL commits per candle")
         if args.paced:
             r = run_pipeline(args.paced, batched=use_batches, rate=args.rate)
             ms = [x * 1000 for x in r.latencies]

@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest_cli.add_parser(sub)
 
+    from quorum.backtest import optimize_cli
+
+    optimize_cli.add_parser(sub)
+
     lg = sub.add_parser("ledger", help="verify the journal's hash chain or rebuild the books from it (DATABASE_URL)")
     lg.add_argument("action", choices=["verify", "rebuild"])
     lg.add_argument("--mode", default="PAPER", choices=["PAPER", "LIVE"])

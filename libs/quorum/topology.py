@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from quorum.events.base import Payload
 from quorum.events.control import (
+    ActivateCouncilConfiguration,
     ApproveProposal,
     AuthorizeRouting,
     CancelAllOrders,
@@ -151,7 +152,8 @@ CONSUMERS = (
     ConsumerSpec("risk-decisions", "COUNCIL", (_all(DecisionMade),), "risk"),
     ConsumerSpec("risk-orders", "ORDERS", (_all(OrderUpdated),), "risk"),
     ConsumerSpec("council-fills", "FILLS", (_all(OrderFilled),), "council"),
-    ConsumerSpec("council-control", "CONTROL", (_all(SetCouncilMode), _all(RiskProfileChanged)), "council"),
+    ConsumerSpec("council-control", "CONTROL", (_all(SetCouncilMode), _all(RiskProfileChanged),
+                                                _all(ActivateCouncilConfiguration)), "council"),
     ConsumerSpec("risk-control", "CONTROL", tuple(_all(c) for c in (
         HaltTrading, ResumeTrading, SetRiskProfile, EngageKillSwitch, ReleaseKillSwitch, ClearEmergencyHalt)), "risk"),
     ConsumerSpec("risk-candles", "MD", (_all(CandleClosed),), "risk"),
@@ -178,7 +180,8 @@ _ALERT = "an alert for operators: shown live on the SSE stream (alerts topic); n
 _RECORD = "published for outside readers only: the row written in the same transaction is the record"
 UNCONSUMED = (
     *((name, _CONFIRMATION) for name in (
-        "BackfillStarted", "CouncilModeChanged", "EmergencyHaltCleared", "KillSwitchReleased", "ModelSelected",
+        "BackfillStarted", "CouncilConfigurationActivated", "CouncilModeChanged", "EmergencyHaltCleared",
+        "KillSwitchReleased", "ModelSelected",
         "OperatingModeChanged", "OrdersCancelRequested", "PositionsCloseRequested", "ProposalApproved",
         "ProposalRejected", "RoutingAuthorized", "ShutdownAcknowledged", "TradingHalted", "TradingResumed")),
     *((name, _ALERT) for name in (

@@ -5,10 +5,16 @@ the pure council for an outcome, and records it voter by voter in one transactio
 Every fill of a symbol folds into its campaign (the council's own orders, protective legs, liquidations);
 when a campaign closes, every conviction cast about it is scored (karma). State lives only in the database,
 so a restart changes nothing.
+
+An approved optimizer configuration (``ActivateCouncilConfiguration``, its ``configurations`` row ACTIVE) replaces
+the settings' threshold, strategies and campaign parameters: the council decides with ``CouncilConfig`` plus its
+overrides, as the optimizer scored it, and loads the ACTIVE row again when it starts. Operators' per-symbol
+controls (``council_controls``) still win over its default threshold, as over the settings'.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from quorum.council import decide as council_decide
@@ -19,6 +25,7 @@ from quorum.council.engine import Council, Outcome, SymbolControl
 from quorum.council.karma import Observation, adaptive_weights, scorecard
 from quorum.council.settings import CouncilConfig
 from quorum.db.tables import (
+    configurations,
     council_campaigns,
     council_controls,
     council_risk_profile,
@@ -29,7 +36,13 @@ from quorum.db.tables import (
     signals,
     strategy_failures,
 )
-from quorum.events.control import CouncilModeChanged, SetCouncilMode
+from quorum.events.control import (
+    ActivateCouncilConfiguration,
+    ControlRefused,
+    CouncilConfigurationActivated,
+    CouncilModeChanged,
+    SetCouncilMode,
+)
 from quorum.events.fills import OrderFilled
 from quorum.events.predictions import PredictionMade
 from quorum.events.signals import DecisionMade
@@ -43,6 +56,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 ALL_SYMBOLS = "*"
 GLOBAL = "global"
+log = logging.getLogger(__name__)
 
 
 class CouncilSettings(CouncilConfig):
@@ -68,6 +82,42 @@ class CouncilService(Service):
     @property
     def council(self) -> Council:
         return self.params.council
+
+    async def on_start(self) -> None:
+        """Decide with the ACTIVE configuration, if an operator (or the optimizer) made one active."""
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
+                                      .where(configurations.c.status == "ACTIVE"))).first()
+        if row is None:
+            return
+        try:
+            self.params = CouncilConfig(**row.overrides).params()
+        except ValueError:  # the settings it was built on changed under it: say so, decide with the settings
+            log.exception("the ACTIVE configuration %s does not build under these settings; deciding with the "
+                          "settings", row.id)
+        else:
+            log.info("deciding with the ACTIVE configuration %s", row.id)
+
+    async def _activate(self, ctx: Context, cmd: ActivateCouncilConfiguration) -> None:
+        """The row is the truth (it became ACTIVE with the command): a command whose row is no longer ACTIVE (a
+        later one superseded it) is refused, so a late redelivery never undoes the newer choice."""
+        found = (await ctx.conn.execute(select(configurations.c.status)
+                                        .where(configurations.c.id == cmd.configuration_id))).scalar_one_or_none()
+        refused = None
+        if found != "ACTIVE":
+            refused = ("NOT_ACTIVE", f"configuration {cmd.configuration_id} is {found or 'unknown'}, not ACTIVE")
+        else:
+            try:
+                params = CouncilConfig(**cmd.overrides).params()
+            except ValueError as exc:
+                refused = ("INVALID_CONFIGURATION", " ".join(str(exc).split())[:500])
+        if refused is not None:
+            ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code=refused[0], detail=refused[1]))
+            return
+        ctx.after_commit.append(lambda: setattr(self, "params", params))
+        ctx.emit(CouncilConfigurationActivated(actor=cmd.actor, reason=cmd.reason,
+                                               configuration_id=cmd.configuration_id, config_hash=cmd.config_hash))
 
     def handlers(self) -> dict[str, Handler]:
         return {"council-predictions": self.on_prediction, "council-fills": self.on_fill,
@@ -194,6 +244,9 @@ class CouncilService(Service):
 
     async def on_control(self, ctx: Context) -> None:
         cmd = ctx.message.payload
+        if isinstance(cmd, ActivateCouncilConfiguration):
+            await self._activate(ctx, cmd)
+            return
         exchange = getattr(cmd, "exchange", "")
         symbol = getattr(cmd, "symbol", None) or ALL_SYMBOLS
         before = await self._book(ctx, exchange, symbol)

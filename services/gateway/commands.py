@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
 from quorum import keyvault
-from quorum.events.base import Payload, UndecodableMessage, decode
+from quorum.events.base import Envelope, Payload, UndecodableMessage, decode
 from quorum.events.control import ControlRefused
 from quorum.runtime.audit import record_audit
 from quorum.runtime.handling import Context
@@ -47,15 +47,20 @@ class Commands:
             fut.set_result(env)
 
     async def control(self, command_cls: type[Payload], action: str, actor: str, reason: str,
-                      **fields: Any) -> Any:
-        """Publish the command with its audit row (one transaction), then wait for the confirmation."""
+                      prepare: Callable[[Context], Awaitable[Envelope[Any]]] | None = None, **fields: Any) -> Any:
+        """Publish the command with its audit row (one transaction), then wait for the confirmation. ``prepare``
+        emits the command itself, with the gateway's own writes that must commit with it."""
         request_id = uuid.uuid4()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
         async def send(ctx: Context) -> uuid.UUID:
-            command = command_cls(actor=actor, reason=reason, **fields)  # type: ignore[call-arg]
-            env = ctx.emit(command, key=str(request_id))
+            if prepare is None:
+                command = command_cls(actor=actor, reason=reason, **fields)  # type: ignore[call-arg]
+                env = ctx.emit(command, key=str(request_id))
+            else:
+                env = await prepare(ctx)
+                command = env.payload
             self._waiters[env.event_id] = fut
             details = {"command_id": str(env.event_id), **command.model_dump(mode="json", exclude={"actor"})}
             await self.audit(ctx, actor, action, "REQUESTED", details, env.event_id)

@@ -18,6 +18,7 @@ from quorum.db.tables import (
     audit_log,
     backtests,
     candles,
+    configurations,
     council_controls,
     decisions,
     equity,
@@ -53,6 +54,8 @@ from .schemas import (
     BacktestOut,
     BalanceOut,
     CalibrationBinOut,
+    ConfigurationOut,
+    ConfigurationsOut,
     CouncilControlOut,
     CouncilOut,
     DecisionOut,
@@ -182,6 +185,21 @@ async def backtests_page(conn: AsyncConnection, status_: str | None, limit: int,
     if status_:
         q = q.where(backtests.c.status == status_)
     return await _page(conn, q, BacktestOut, limit, offset)
+
+
+async def configurations_view(conn: AsyncConnection) -> ConfigurationsOut:
+    """The active configuration and the proposals, newest first."""
+    c = configurations.c
+    rows = (await conn.execute(select(configurations).where(c.status.in_(("ACTIVE", "PROPOSED")))
+                               .order_by(c.created_at.desc(), c.id))).all()
+    found = [ConfigurationOut.model_validate(r) for r in rows]
+    return ConfigurationsOut(active=next((r for r in found if r.status == "ACTIVE"), None),
+                             proposed=[r for r in found if r.status == "PROPOSED"])
+
+
+async def configuration(conn: AsyncConnection, config_id: UUID) -> ConfigurationOut | None:
+    row = (await conn.execute(select(configurations).where(configurations.c.id == config_id))).first()
+    return None if row is None else ConfigurationOut.model_validate(row)
 
 
 async def backtest(conn: AsyncConnection, backtest_id: UUID) -> BacktestDetail | None:

@@ -544,3 +544,32 @@ class GateReportOut(_Out):
 class GatesOut(BaseModel):
     config_hash: str | None = Field(description="the configuration the reports are of")
     reports: list[GateReportOut] = Field(description="the latest report per asset")
+
+
+class ConfigurationOut(_Out):
+    id: UUID
+    created_at: datetime
+    created_by: str
+    config_hash: str
+    status: str = Field(description="PROPOSED, ACTIVE, REJECTED or SUPERSEDED")
+    profile: RiskProfile = Field(description="the risk profile it was optimized for")
+    params: dict[str, Any] = Field(description="the searched parameters' values")
+    overrides: dict[str, Any] = Field(description="the council's settings it decides with (CouncilConfig fields)")
+    metrics: dict[str, Any] = Field(description="score (final), backtest and live scores, live weight and "
+                                                "campaigns, out-of-sample drawdown and the profile's limit, oos "
+                                                "metrics")
+    active_metrics: dict[str, Any] | None = Field(description="the then active configuration's, on the same data")
+    active_config_id: UUID | None
+    study: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    activated_at: datetime | None
+    superseded_at: datetime | None
+
+
+class ConfigurationsOut(BaseModel):
+    active: ConfigurationOut | None = Field(description="what the council decides with; null: the services' "
+                                                        "settings")
+    proposed: list[ConfigurationOut] = Field(description="waiting for an operator, each with its metrics beside "
+                                                         "the active one's (active_metrics)")

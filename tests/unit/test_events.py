@@ -24,7 +24,8 @@ CLOCK = TestClock(T0 + timedelta(hours=1, seconds=3))
 COMMANDS = {"SubmitOrder", "CancelOrder", "SetOperatingMode", "ApproveProposal", "RejectProposal",
             "EngageKillSwitch", "ReleaseKillSwitch", "ClearEmergencyHalt", "CancelAllOrders", "CloseAllPositions",
             "HaltTrading", "ResumeTrading", "AuthorizeRouting", "DisconnectRouting", "StartBackfill",
-            "SetCouncilMode", "SetRiskProfile", "ShutdownService", "SelectModel", "StartTraining"}
+            "SetCouncilMode", "SetRiskProfile", "ShutdownService", "SelectModel", "StartTraining",
+            "ActivateCouncilConfiguration"}
 IRREGULAR_PAST_PARTICIPLES = {"Made"}  # DecisionMade, PredictionMade
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from quorum.council.base import PositionView, StrategyInput
 from quorum.council.campaign import Campaign, Closed, apply_fill
-from quorum.council.engine import Council, Outcome, SymbolControl
+from quorum.council.engine import CastVote, Council, Outcome, SymbolControl
 from quorum.events.control import ControlRefused, CouncilModeChanged, RiskProfileChanged, SetCouncilMode
 from quorum.events.fills import OrderFilled
 from quorum.events.predictions import PredictionMade
@@ -90,13 +90,13 @@ def on_prediction(book: CouncilBook, p: PredictionMade, inp: StrategyInput, even
     """Decide the candle ``p`` is about; ``inp`` carries its feature history and predictions."""
     key = (p.exchange, p.symbol)
     campaign = book.campaign(*key)
-    inp = replace(inp, position=PositionView(campaign.quantity, campaign.average_cost))
+    inp = StrategyInput(inp.exchange, inp.symbol, inp.timeframe, inp.history, inp.predictions,
+                        PositionView(campaign.quantity, campaign.average_cost))
     profile = book.profile or params.default_profile
-    outcome = params.council.decide(inp, control=book.control(p.exchange, p.symbol, params.default_control),
-                                    profile=profile, campaign=campaign, disabled=book.disabled.get(key, frozenset()),
-                                    weights=weights)
-    events, records = [], []
     disabled = book.disabled.get(key, frozenset())
+    outcome = params.council.decide(inp, control=book.control(p.exchange, p.symbol, params.default_control),
+                                    profile=profile, campaign=campaign, disabled=disabled, weights=weights)
+    events, records = [], []
     for failure in outcome.failures:
         records.append(StrategyFailed(p.exchange, p.symbol, failure.strategy, failure.error, p.ts))
         events.append(Emit(StrategyDisabled(exchange=p.exchange, symbol=p.symbol, strategy=failure.strategy,
@@ -105,8 +105,8 @@ def on_prediction(book: CouncilBook, p: PredictionMade, inp: StrategyInput, even
     decision = Emit(decision_made(p, inp, outcome, profile))
     events.append(decision)
     records.append(DecisionRecorded(decision, outcome, campaign))
-    book = replace(book, campaigns={**book.campaigns, key: outcome.campaign},
-                   disabled={**book.disabled, key: disabled} if disabled else book.disabled)
+    book = CouncilBook({**book.campaigns, key: outcome.campaign}, book.controls, book.profile,
+                       {**book.disabled, key: disabled} if disabled else book.disabled, book.origins)
     return Decided(book, tuple(events), tuple(records))
 
 
@@ -154,18 +154,23 @@ def on_control(book: CouncilBook, cmd: Any, params: CouncilParams) -> Decided[Co
 
 
 def decision_made(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: RiskProfile) -> DecisionMade:
-    votes = tuple(Vote(
-        strategy=v.strategy.name, producer=v.strategy.kind.value, risk_tag=v.strategy.risk_tag.value,
-        action=v.signal.direction, confidence=v.signal.confidence, weight=v.weight, eligible=v.eligible,
-        filtered_reason=v.filtered_reason, stop_loss=v.signal.stop_loss, take_profit=v.signal.take_profit,
-        reason_codes=v.signal.reason_codes, metadata=dict(v.signal.metadata),
-    ) for v in o.votes)
+    votes = tuple([_vote(v) for v in o.votes])
     return DecisionMade(
         exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, mode=o.mode, action=o.action,
         intent=o.intent, fraction=o.fraction, confidence=o.confidence, threshold=o.threshold,
         agreement=dict(o.agreement), votes=votes, reason_codes=o.reason_codes, risk_profile=profile,
         model_versions=tuple(sorted({v.model_version for v in inp.predictions})), feature_set=p.feature_set,
         price=inp.close, stop_loss=o.stop_loss, take_profit=o.take_profit, atr=_atr(inp),
+    )
+
+
+def _vote(v: CastVote) -> Vote:
+    s, signal = v.strategy, v.signal
+    return Vote(
+        strategy=s.name, producer=s.kind.value, risk_tag=s.risk_tag.value,
+        action=signal.direction, confidence=signal.confidence, weight=v.weight, eligible=v.eligible,
+        filtered_reason=v.filtered_reason, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
+        reason_codes=signal.reason_codes, metadata=dict(signal.metadata),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
@@ -117,6 +118,27 @@ class CouncilModeChanged(_Confirmation):
     mode: CouncilMode
     threshold: float
     solo_strategy: str | None
+
+
+class ActivateCouncilConfiguration(_Command):
+    """Decide with this configuration from now on: the council's settings with ``overrides`` applied (threshold,
+    strategies, campaign parameters), as the optimizer scored it. The ``configurations`` row it names became
+    ACTIVE in the same transaction; the council confirms once it decides with it."""
+
+    FAMILY = "control"
+    PRODUCERS = ("gateway",)
+
+    configuration_id: UUID
+    config_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
+    overrides: dict[str, Any] = Field(description="CouncilConfig field -> value (as the runner's council section)")
+
+
+class CouncilConfigurationActivated(_Confirmation):
+    FAMILY = "control"
+    PRODUCERS = ("council",)
+
+    configuration_id: UUID
+    config_hash: str
 
 
 class SetRiskProfile(_Command):

@@ -46,6 +46,13 @@ class ProfileLimits(BaseModel):
     max_stop_distance_pct: Annotated[Decimal, Field(gt=0)]
     min_confidence: float = Field(ge=0.0, le=1.0)
     daily_loss_limit: Limit
+    # The optimizer rejects a candidate configuration whose out-of-sample drawdown is deeper than this (percent
+    # of the peak); None: the profile's own max_drawdown_pct.
+    optimizer_max_strategy_drawdown: Annotated[Decimal, Field(gt=0, lt=100)] | None = None
+
+    @property
+    def strategy_drawdown_limit_pct(self) -> Decimal:
+        return self.optimizer_max_strategy_drawdown or self.max_drawdown_pct
 
     @field_validator("max_stop_distance_pct")
     @classmethod
@@ -60,15 +67,15 @@ DEFAULT_PROFILES: Mapping[RiskProfile, ProfileLimits] = MappingProxyType({
     RiskProfile.LOW: ProfileLimits(
         risk_per_trade_pct=Decimal("0.5"), max_drawdown_pct=Decimal(10), max_concurrent_positions=3,
         max_total_exposure=_pct("30"), max_cluster_exposure=_pct("20"), max_stop_distance_pct=Decimal(5),
-        min_confidence=0.6, daily_loss_limit=_pct("2")),
+        min_confidence=0.6, daily_loss_limit=_pct("2"), optimizer_max_strategy_drawdown=Decimal(10)),
     RiskProfile.MEDIUM: ProfileLimits(
         risk_per_trade_pct=Decimal(1), max_drawdown_pct=Decimal(15), max_concurrent_positions=5,
         max_total_exposure=_pct("60"), max_cluster_exposure=_pct("35"), max_stop_distance_pct=Decimal(10),
-        min_confidence=0.5, daily_loss_limit=_pct("3")),
+        min_confidence=0.5, daily_loss_limit=_pct("3"), optimizer_max_strategy_drawdown=Decimal(15)),
     RiskProfile.HIGH: ProfileLimits(
         risk_per_trade_pct=Decimal(2), max_drawdown_pct=Decimal(25), max_concurrent_positions=8,
         max_total_exposure=_pct("90"), max_cluster_exposure=_pct("50"), max_stop_distance_pct=Decimal(15),
-        min_confidence=0.3, daily_loss_limit=_pct("5")),
+        min_confidence=0.3, daily_loss_limit=_pct("5"), optimizer_max_strategy_drawdown=Decimal(25)),
 })
 
 

@@ -22,6 +22,7 @@ from quorum.db.tables import (
     matching,
     messaging,
     oms,
+    optimizer,
     risk,
 )
 from quorum.db.tables.backtest import backtests, gate_reports
@@ -49,6 +50,7 @@ from quorum.db.tables.market_data import (
 from quorum.db.tables.matching import matching_state, paper_fills, paper_orders
 from quorum.db.tables.messaging import inbox, outbox
 from quorum.db.tables.oms import fills, oms_state, order_events, orders, reconciliation_discrepancies, trade_proposals
+from quorum.db.tables.optimizer import configurations
 from quorum.db.tables.risk import (
     risk_balances,
     risk_checks,
@@ -65,7 +67,7 @@ HYPERTABLES = ("candles", "features", "predictions", "equity", "order_book_snaps
 OWNERS: dict[str, str] = {
     table.name: module.OWNER
     for module in (market_data, feature_store, inference, council, risk, oms, matching, ledger, gateway, backtest,
-                   messaging)
+                   optimizer, messaging)
     for table in vars(module).values()
     if isinstance(table, Table)
 }
@@ -82,6 +84,7 @@ __all__ = [
     "backtests",
     "candle_corrections",
     "candles",
+    "configurations",
     "confirmation_tokens",
     "council_campaigns",
     "council_controls",
