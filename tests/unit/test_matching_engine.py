@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
@@ -464,6 +464,28 @@ def test_market_order_against_a_synthetic_book_fills_around_the_close() -> None:
     e.on_candle(60_000, D("100"), D("100"), D("100"), D("100"), D("1000"))
 
     assert taken(e.submit(60_000, order("a", BUY, "7"))) == [(D("5.000"), D("100.0100")), (D("2"), D("100.0200"))]
+
+
+def test_a_candles_book_is_the_one_of_its_own_decimal_context_however_late_it_is_read() -> None:
+    now, later = engine(), engine()
+    for e in (now, later):
+        e.on_candle(60_000, D("100"), D("101"), D("99"), D("60000.05"), D("123.4567"))
+    built = now.to_dict()["book"]
+
+    with localcontext(prec=4):  # the book is only built here, when first read
+        assert later.to_dict()["book"] == built
+
+
+def test_a_copy_and_its_original_remember_their_own_finished_orders() -> None:
+    e = booked()
+    e.submit(1_000, order("a", BUY, "0.5"))
+    twin = e.copy()
+
+    twin.submit(1_000, order("b", BUY, "0.5"))
+    e.submit(1_000, order("c", BUY, "0.5"))
+
+    assert (e.final.keys(), twin.final.keys()) == ({"a", "c"}, {"a", "b"})
+    assert e.cancel(2_000, "b") == [CancelRejected("b", 2_000, "UNKNOWN_ORDER")]
 
 
 # --- restartable state -----------------------------------------------------------------------------------

@@ -102,8 +102,7 @@ class Runner:
         backtest is an operator's explicit request to trade the history.)"""
         self._started = True
         self.now = at
-        self._apply("ledger", None, open_book(self.ledger_book, self.config.ledger, at),
-                    "ledger_book")
+        self._apply("ledger", None, open_book(self.ledger_book, self.config.ledger, at), "ledger_book")
         self.bus.drain()
 
     def run(self, market: Iterable[CandleClosed | OrderBookSnapshotted],
@@ -144,9 +143,9 @@ class Runner:
             return
         handler(envelope)
 
-    def _apply(self, source: str, cause: Envelope[Any] | None, outcome: Outcome[Any], state: str
-               ) -> list[Envelope[Any]]:
-        """Keep ``outcome.state`` as the service's state ``state`` (an attribute name) and emit its events."""
+    def _apply(self, source: str, cause: Envelope[Any] | None, outcome: Outcome[Any],
+               state: str) -> list[Envelope[Any]]:
+        """Keep ``outcome.state`` as the state named ``state`` (the attribute) and emit its events."""
         setattr(self, state, outcome.state)
         assert self.now is not None
         return [self.bus.emit(source, cause, e, self.now) for e in outcome.events] if outcome.events else []

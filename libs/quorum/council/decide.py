@@ -20,7 +20,7 @@ from quorum.council.engine import CastVote, Council, Outcome, SymbolControl
 from quorum.events.control import ControlRefused, CouncilModeChanged, RiskProfileChanged, SetCouncilMode
 from quorum.events.fills import OrderFilled
 from quorum.events.predictions import PredictionMade
-from quorum.events.signals import DecisionMade, StrategyDisabled, Vote
+from quorum.events.signals import DecisionMade, StrategyDisabled
 from quorum.ids import client_order_id
 from quorum.outcome import Emit
 from quorum.outcome import Outcome as Decided
@@ -154,7 +154,7 @@ def on_control(book: CouncilBook, cmd: Any, params: CouncilParams) -> Decided[Co
 
 
 def decision_made(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: RiskProfile) -> DecisionMade:
-    votes = tuple([_vote(v) for v in o.votes])
+    votes = [_vote(v) for v in o.votes]  # validated into Votes with the decision, in one pass
     return DecisionMade(
         exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, mode=o.mode, action=o.action,
         intent=o.intent, fraction=o.fraction, confidence=o.confidence, threshold=o.threshold,
@@ -164,14 +164,15 @@ def decision_made(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: Ri
     )
 
 
-def _vote(v: CastVote) -> Vote:
+def _vote(v: CastVote) -> dict[str, Any]:
+    """The fields of the ``Vote`` of ``v`` (``str`` of a ``StrEnum`` is its value)."""
     s, signal = v.strategy, v.signal
-    return Vote(
-        strategy=s.name, producer=s.kind.value, risk_tag=s.risk_tag.value,
-        action=signal.direction, confidence=signal.confidence, weight=v.weight, eligible=v.eligible,
-        filtered_reason=v.filtered_reason, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
-        reason_codes=signal.reason_codes, metadata=dict(signal.metadata),
-    )
+    return {
+        "strategy": s.name, "producer": str(s.kind), "risk_tag": str(s.risk_tag),
+        "action": signal.direction, "confidence": signal.confidence, "weight": v.weight, "eligible": v.eligible,
+        "filtered_reason": v.filtered_reason, "stop_loss": signal.stop_loss, "take_profit": signal.take_profit,
+        "reason_codes": signal.reason_codes, "metadata": dict(signal.metadata),
+    }
 
 
 def _atr(inp: StrategyInput) -> Decimal | None:

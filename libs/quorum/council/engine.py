@@ -200,11 +200,11 @@ class Council:
 
 def tally(votes: Sequence[CastVote]) -> dict[Action, float]:
     """Weighted agreement per direction over every voter in the quorum; HOLD is the abstaining share."""
-    quorum = [v for v in votes if v.in_quorum]
-    total = sum(v.weight for v in quorum)
+    quorum = [(v.counts_for, v.weight, v.signal.confidence) for v in votes if v.in_quorum]
+    total = sum(weight for _, weight, _ in quorum)
     if total <= 0:
         return {Action.BUY: 0.0, Action.SELL: 0.0, Action.HOLD: 1.0}
-    agreement = {d: sum(v.weight * v.signal.confidence for v in quorum if v.counts_for is d) / total
+    agreement = {d: sum(weight * confidence for side, weight, confidence in quorum if side is d) / total
                  for d in DIRECTIONS}
     agreement[Action.HOLD] = max(0.0, 1.0 - agreement[Action.BUY] - agreement[Action.SELL])
     return agreement

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
@@ -358,16 +359,11 @@ class MultivariateComposite(_Strategy):
             raise ValueError(f"macd_slow ({self.macd_slow}) must be greater than macd_fast ({self.macd_fast})")
         return self
 
-    def _components(self) -> dict[str, tuple[float, tuple[str, ...]]]:
+    def _components(self) -> Mapping[str, tuple[float, tuple[str, ...]]]:
         """Component -> (weight, features it reads), active components only."""
-        hist = _names(MacdSpec, fast=self.macd_fast, slow=self.macd_slow, signal=self.macd_signal)[2]
-        all_ = {
-            "rsi": (self.rsi_weight, _names(RsiSpec, period=self.rsi_period)),
-            "macd": (self.macd_weight, (hist, self.atr_feature)),
-            "ema": (self.ema_weight, _names(CloseOverEmaSpec, period=self.ema_period)),
-            "slope": (self.slope_weight, _names(EmaSlopeSpec, period=self.ema_period, lookback=self.slope_lookback)),
-        }
-        return {k: v for k, v in all_.items() if v[0] > 0}
+        return _composite_components(self.rsi_period, self.macd_fast, self.macd_slow, self.macd_signal,
+                                     self.ema_period, self.slope_lookback, self.atr_period, self.rsi_weight,
+                                     self.macd_weight, self.ema_weight, self.slope_weight)
 
     @property
     def _signal_features(self) -> tuple[str, ...]:
@@ -390,6 +386,21 @@ class MultivariateComposite(_Strategy):
         if score <= -self.exit_level:
             return self._vote(inp, Action.SELL, abs(score), "COMPOSITE_BEARISH", **meta)
         return self._vote(inp, Action.HOLD, 0.0, "COMPOSITE_NEUTRAL", **meta)
+
+
+@functools.cache
+def _composite_components(rsi_period: int, macd_fast: int, macd_slow: int, macd_signal: int, ema_period: int,
+                          slope_lookback: int, atr_period: int, rsi_weight: float, macd_weight: float,
+                          ema_weight: float, slope_weight: float) -> Mapping[str, tuple[float, tuple[str, ...]]]:
+    """``MultivariateComposite._components`` per parameter set (read-only: every candle shares it)."""
+    hist = _names(MacdSpec, fast=macd_fast, slow=macd_slow, signal=macd_signal)[2]
+    all_ = {
+        "rsi": (rsi_weight, _names(RsiSpec, period=rsi_period)),
+        "macd": (macd_weight, (hist, _names(AtrSpec, period=atr_period)[0])),
+        "ema": (ema_weight, _names(CloseOverEmaSpec, period=ema_period)),
+        "slope": (slope_weight, _names(EmaSlopeSpec, period=ema_period, lookback=slope_lookback)),
+    }
+    return MappingProxyType({k: v for k, v in all_.items() if v[0] > 0})
 
 
 # --- model-driven -------------------------------------------------------------------------------------------

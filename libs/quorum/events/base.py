@@ -129,10 +129,11 @@ def new_envelope(
     if caused_by is None and key is None:
         raise ValueError("an envelope needs either a cause or a deterministic key")
     kind = type(payload)
-    envelope_type = _ENVELOPE_TYPES.get(kind)
-    if envelope_type is None:
-        envelope_type = _ENVELOPE_TYPES[kind] = (Envelope[kind], kind.event_type(), kind.SCHEMA_VERSION)  # type: ignore[valid-type]
-    envelope, etype, schema_version = envelope_type
+    known = _ENVELOPE_TYPES.get(kind)
+    if known is None:
+        typed = Envelope[kind]  # type: ignore[valid-type]
+        known = _ENVELOPE_TYPES[kind] = (typed, kind.event_type(), kind.SCHEMA_VERSION)
+    envelope, etype, schema_version = known
     if caused_by is not None:
         event_id = stable_uuid(caused_by.event_id, etype, "" if key is None else key)
         correlation_id = caused_by.correlation_id

@@ -508,4 +508,4 @@ class FibonacciRetracement:
         top, bottom = self._high.price, self._low.price
         span = top - bottom
         base, toward = (top, -span) if self._high.bar >= self._low.bar else (bottom, span)
-        return tuple(base + r * toward for r in self.levels)
+        return tuple([base + r * toward for r in self.levels])

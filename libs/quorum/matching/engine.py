@@ -29,7 +29,6 @@ take no supply from that same event.
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -139,6 +138,10 @@ class _Live:
     @property
     def remaining(self) -> Decimal:
         return self.order.quantity - self.filled
+
+
+def _copied(pool: dict[str, _Live]) -> dict[str, _Live]:
+    return {coid: replace(o) for coid, o in pool.items()} if pool else {}
 
 
 # --- the engine ------------------------------------------------------------------------------------------
@@ -283,15 +286,15 @@ class MatchingEngine:
         market time are both placed at that time, whatever the engine did for the first one."""
         ts = max(ts, self.now if clamp is None else clamp)
         out: list[Output] = []
-        self._arrive(out, lambda due: due < ts)
+        if self.pending:
+            self._arrive(out, lambda due: due < ts)
         self.now = max(self.now, ts)
         apply(ts, out)
-        self._arrive(out, lambda due: due <= ts)
+        if self.pending:
+            self._arrive(out, lambda due: due <= ts)
         return out
 
     def _arrive(self, out: list[Output], is_due: Callable[[int], bool]) -> None:
-        if not self.pending:
-            return
         for o in sorted((o for o in self.pending.values() if is_due(o.due)), key=lambda o: (o.due, o.seq)):
             if o.order.client_order_id not in self.pending:
                 continue  # cancelled a moment ago by its OCO partner, which arrived with it and executed
@@ -449,13 +452,13 @@ class MatchingEngine:
         they change, so the state they started from stays as it was). ``rng`` is shared: the engine only
         persists it, latencies come from per-order generators (``latency_of``). A synthetic book not built yet
         is built by each from the same candle; ``final`` is shared until either remembers another order."""
-        twin = copy.copy(self)
+        twin = object.__new__(type(self))  # what copy.copy makes of it, without the generic protocol's cost
+        twin.__dict__.update(self.__dict__)
         if self._book is not None:
             b = self._book
             twin._book = Book(b.ts, b.bids, b.asks, b.synthetic, {side: list(q) for side, q in b.used.items()})
-        twin.pending, twin.stops, twin.resting, twin.waiting = (
-            {coid: replace(o) for coid, o in pool.items()}
-            for pool in (self.pending, self.stops, self.resting, self.waiting))
+        twin.pending, twin.stops = _copied(self.pending), _copied(self.stops)
+        twin.resting, twin.waiting = _copied(self.resting), _copied(self.waiting)
         self._final_shared = twin._final_shared = True
         return twin
 

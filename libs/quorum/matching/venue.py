@@ -389,9 +389,8 @@ class _Draft:
                                      split_symbol(cmd.symbol)[0])
 
     def outcome(self) -> Outcome[VenueBook]:
-        book = replace(self.book, engines={**self.book.engines, self.key: self.engine},
-                       orders=self.orders, finished=self.book.finished if self._finished is None else self._finished,
-                       held=self.held)
+        book = VenueBook({**self.book.engines, self.key: self.engine}, self.orders,
+                         self.book.finished if self._finished is None else self._finished, self.held)
         return Outcome(book, tuple(self.events), tuple(self.records))
 
 
