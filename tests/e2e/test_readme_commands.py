@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 SAFE = ("/status", "/orders", "/fills", "/positions", "/balances", "/controls/halt", "/controls/resume")
 VERIFY = ".venv/bin/quorum ledger verify && .venv/bin/quorum ledger rebuild && .venv/bin/quorum audit verify"
+REPLAY = ".venv/bin/quorum replay"
 
 
 def readme_curls() -> list[str]:
@@ -45,6 +46,18 @@ def readme_curls() -> list[str]:
         if ln.startswith("curl -s") and url and url.group(1) in SAFE:
             picked.append(ln)
     return picked
+
+
+def replay_when_settled(clone: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``quorum replay`` as the README shows it; while the stack still works through its candles the recorded
+    decisions trail the stored candles, so it is run again until they agree (it only reads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(["bash", "-c", REPLAY], cwd=clone, env=env, capture_output=True, text=True, timeout=180)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+            return done
+        time.sleep(2)
 
 
 def fresh_clone(dest: Path) -> Path:
@@ -176,6 +189,13 @@ def test_readme_commands_work_from_a_fresh_clone_against_a_real_make_dev(clone: 
         audited = re.search(r"audit trail: (\d+) rows, hash chain OK", books.stdout)
         assert audited and int(audited.group(1)) >= 3, books.stdout  # routing authorized, halt, resume
         assert f"pid {record['pid']}" in books.stderr  # found through the running stack's record
+
+        assert any(ln.startswith(REPLAY + " ") or ln == REPLAY for ln in (REPO_ROOT / "README.md").read_text()
+                   .splitlines()), "the README's replay command changed; update this test"
+        replayed = replay_when_settled(clone, env)
+        summary = json.loads(replayed.stdout.strip().splitlines()[-1])
+        assert summary["differences"] == 0 and summary["compared"]["candles"] >= 30, replayed.stdout[-2000:]
+        assert summary["compared"]["decisions"] == summary["compared"]["candles"]
     finally:
         rc = dev.ctrl_c()
     # make re-raises the Ctrl-C it forwarded once its child is done, as it does in a terminal.
