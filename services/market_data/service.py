@@ -23,7 +23,7 @@ from quorum.marketdata.backfill_cli import make_exchange
 from quorum.marketdata.files import Rejections, candles, read_rows
 from quorum.marketdata.keys import candle_key
 from quorum.marketdata.validation import PRICES
-from quorum.runtime.handling import Context, Handler
+from quorum.runtime.handling import Context, Handler, wait_out_outages
 from quorum.runtime.service import Service
 from quorum.runtime.settle import DECISION_HEADS, awaited_consumers, hold, settle_candle
 from quorum.times import candle_close
@@ -136,6 +136,13 @@ class MarketDataService(Service):
                  dict(rejections.counts))
 
     async def _flush(self, key: str, batch: list[CandleClosed], published: int, rejections: Rejections) -> None:
+        """Store, publish and checkpoint ``batch``; a database or bus outage is waited out (every step is
+        idempotent: stored candles are natural keys, published ids are de-duplicated)."""
+        await wait_out_outages(lambda: self._flush_once(key, batch, published, rejections), stopping=self.stopping,
+                               what=f"replay of {len(batch)} candles")
+
+    async def _flush_once(self, key: str, batch: list[CandleClosed], published: int,
+                          rejections: Rejections) -> None:
         assert self.engine is not None and self.publisher is not None
         envelopes: list[Envelope[CandleClosed]] = [
             new_envelope(c, clock=self.clock, source=self.NAME, event_time=candle_close(c.ts, c.timeframe),

@@ -34,6 +34,7 @@ def app_database_url(owner_url: str, password: str | None = None) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
-    """No ping per checkout (a round trip per transaction): a pooled connection a restart closed fails as an
-    outage when used, the pool reconnects, and ``retry_conflicts`` runs that transaction again at once."""
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+    """A ping per checkout: a pooled connection that a database restart closed is replaced before use, for every
+    caller (not only those that retry). Consumers check out once per fetched batch, so it costs one round trip
+    per batch."""
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

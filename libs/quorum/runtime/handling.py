@@ -178,6 +178,29 @@ def run_after_commit(ctx: Context) -> bool:
     return bool(fns)
 
 
+async def wait_out_outages(attempt: Callable[[], Awaitable[T]], *, stopping: asyncio.Event, what: str) -> T:
+    """Run ``attempt`` (idempotent) until it gets through an outage of the database or the bus: for work outside a
+    consumer that must not fail because a server restarted under it. Other errors propagate; stopping ends it."""
+    delay = 0.5
+    while True:
+        try:
+            return await retry_conflicts(attempt)
+        except Exception as exc:
+            if stopping.is_set() or not (classify(exc) is Failure.CONNECTIVITY or _is_bus_outage(exc)):
+                raise
+            log.warning("%s: infrastructure unavailable (%s); retrying in %.1fs", what,
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _is_bus_outage(exc: BaseException) -> bool:
+    from nats.errors import ConnectionClosedError, NoServersError
+    from nats.errors import TimeoutError as NatsTimeout
+
+    return isinstance(exc, ConnectionClosedError | NoServersError | NatsTimeout | TimeoutError)
+
+
 def _backoff(delivered: int) -> float:
     return min(0.5 * 2 ** (delivered - 1), 10.0)
 
