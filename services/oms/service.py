@@ -36,7 +36,7 @@ from quorum.runtime.settings import ServiceSettings
 from quorum.types import OperatingMode
 from quorum.venues.paper import PaperVenueView
 
-from services.oms.store import OmsStore, Slice, protection_ids, slice_for
+from .store import OmsStore, Slice, protection_ids, slice_for
 
 log = logging.getLogger("quorum.oms")
 

@@ -25,6 +25,8 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, TextIO
 
+from quorum.clock import LiveClock
+
 CONFIGS = Path(__file__).with_name("configs")
 
 
@@ -32,19 +34,23 @@ class InputError(ValueError):
     """What the operator gave cannot be used; the message names it, in one line."""
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("backtest", help="run the services' decisions over history and report the metrics "
-                                               "beside buy-and-hold", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_market_options(p: argparse.ArgumentParser, *, database_help: str) -> None:
+    """Which candles a command runs over: files, or the stored ones, narrowed by symbol, timeframe and range."""
     p.add_argument("--data", action="append", type=Path, metavar="FILE",
                    help="OHLCV file (CSV or Parquet, named like binance_BTCUSDT_1h.csv); repeatable")
-    p.add_argument("--database-url", default=None,
-                   help="stored candles instead of files (default without --data: DATABASE_URL or the running "
-                        "native stack's)")
+    p.add_argument("--database-url", default=None, help=database_help)
     p.add_argument("--symbol", action="append", help="only this symbol, e.g. BTC/USDT (repeatable)")
     p.add_argument("--timeframe", default=None, help="only this timeframe, e.g. 1h")
     p.add_argument("--from", dest="start", default=None, help="first candle open time, ISO (naive: UTC)")
     p.add_argument("--to", dest="end", default=None, help="last candle open time, ISO (naive: UTC; inclusive)")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("backtest", help="run the services' decisions over history and report the metrics "
+                                               "beside buy-and-hold", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_market_options(p, database_help="stored candles instead of files (default without --data: DATABASE_URL or "
+                                        "the running native stack's)")
     p.add_argument("--config", default="default",
                    help=f"a named configuration ({', '.join(named_configs())}) or a JSON file of overrides")
     p.add_argument("--fee", default=None, metavar="RATE[,MAKER]",
@@ -183,7 +189,7 @@ def load_candles(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
             raise InputError(f"--data {missing[0]}: no such file")
         source = tuple(str(p) for p in args.data)
         try:
-            loaded = from_files(args.data, now=datetime.now(UTC), start=start, end=end, symbols=symbols,
+            loaded = from_files(args.data, now=LiveClock().now(), start=start, end=end, symbols=symbols,
                                 timeframe=args.timeframe)
         except DataError as exc:
             raise InputError(str(exc)) from None

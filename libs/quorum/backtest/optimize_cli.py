@@ -20,26 +20,19 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from quorum.backtest.cli import InputError, load_candles
+from quorum.backtest.cli import InputError, add_market_options, load_candles
+from quorum.clock import LiveClock
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("optimize", help="search the council's settings for a risk profile (Optuna, out of "
                                                "sample) and propose the best", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", action="append", type=Path, metavar="FILE",
-                   help="OHLCV file (CSV or Parquet, named like binance_BTCUSDT_1h.csv); repeatable")
-    p.add_argument("--database-url", default=None,
-                   help="the project's database: the study's storage, the live score, the configurations row, "
-                        "and the candles without --data (default: DATABASE_URL or the running native stack's)")
-    p.add_argument("--symbol", action="append", help="only this symbol, e.g. BTC/USDT (repeatable)")
-    p.add_argument("--timeframe", default=None, help="only this timeframe, e.g. 1h")
-    p.add_argument("--from", dest="start", default=None, help="first candle open time, ISO (naive: UTC)")
-    p.add_argument("--to", dest="end", default=None, help="last candle open time, ISO (naive: UTC; inclusive)")
+    add_market_options(p, database_help="the project's database: the study's storage, the live score, the "
+                                        "configurations row, and the candles without --data (default: DATABASE_URL "
+                                        "or the running native stack's)")
     p.add_argument("--trials", type=int, default=None, help="trials to run (QUORUM_OPTIMIZER_TRIALS)")
     p.add_argument("--profile", default=None, choices=["LOW", "MEDIUM", "HIGH"],
                    help="the target risk profile (QUORUM_OPTIMIZER_PROFILE)")
@@ -120,7 +113,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise InputError(f"the ACTIVE configuration does not build under these settings: {exc}") from None
     problem = Problem(loaded.candles, plan, settings, live)
-    name = args.study or f"{settings.profile.value.lower()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    name = args.study or f"{settings.profile.value.lower()}-{LiveClock().now():%Y%m%dT%H%M%S}"
     print(f"optimize {name}: profile {settings.profile}, {len(loaded.candles):,} candles of {', '.join(where)}, "
           f"{len(plan)} folds ({settings.train_bars} train / {settings.test_bars} test bars), seed {settings.seed}",
           file=out)
@@ -171,7 +164,7 @@ async def _read(url: str) -> tuple[Any, Any]:
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            return await store.active(conn), await store.live_data(conn, datetime.now(UTC))
+            return await store.active(conn), await store.live_data(conn, LiveClock().now())
     except Exception as exc:  # noqa: BLE001 - the database's many errors: say which, in one line
         raise InputError(f"cannot read the database: {type(exc).__name__}: " + " ".join(str(exc).split())[:300]
                          ) from None
