@@ -232,7 +232,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     rng = Range(when(args.start), when(args.end), tuple(args.symbol or ()), args.timeframe)
 
-    async def load() -> tuple[Any, Any]:
+    async def load() -> tuple[Any, Any, Any]:
         engine = create_engine(args.database_url or os.environ.get("DATABASE_URL", DEV_DATABASE_URL))
         try:
             async with engine.connect() as conn:
@@ -240,13 +240,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    stream, rows = asyncio.run(load())
+    stream, rows, configs = asyncio.run(load())
     if not stream:
         print("quorum replay: no stored candles in that range", file=sys.stderr)
         return 2
     if rng != Range():
         rows.pop("balances")  # the books hold the whole session: compared only when the whole session is replayed
-    return 1 if replay(stream, rows, RunnerConfig.from_env()) else 0
+    return 1 if replay(stream, rows, RunnerConfig.from_env(), configs=configs) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

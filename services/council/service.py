@@ -8,8 +8,9 @@ so a restart changes nothing.
 
 An approved optimizer configuration (``ActivateCouncilConfiguration``, its ``configurations`` row ACTIVE) replaces
 the settings' threshold, strategies and campaign parameters: the council decides with ``CouncilConfig`` plus its
-overrides, as the optimizer scored it, and loads the ACTIVE row again when it starts. Operators' per-symbol
-controls (``council_controls``) still win over its default threshold, as over the settings'.
+overrides, as the optimizer scored it, and loads the ACTIVE row again when it starts. Each decision names the
+configuration it was made with (``decisions.configuration_id``), so a replay decides each candle as it was.
+Operators' per-symbol controls (``council_controls``) still win over its default threshold, as over the settings'.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class CouncilService(Service):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.params = self.settings.params()
+        self.configuration_id: Any = None  # the ACTIVE configuration's row the params come from (None: settings)
 
     def council_params(self, council: Council, control: SymbolControl) -> CouncilParams:
         """Other strategies or a default control than the settings say (tests)."""
@@ -93,6 +95,7 @@ class CouncilService(Service):
             return
         try:
             self.params = CouncilConfig(**row.overrides).params()
+            self.configuration_id = row.id
         except ValueError:  # the settings it was built on changed under it: say so, decide with the settings
             log.exception("the ACTIVE configuration %s does not build under these settings; deciding with the "
                           "settings", row.id)
@@ -115,7 +118,10 @@ class CouncilService(Service):
         if refused is not None:
             ctx.emit(ControlRefused(command_type=cmd.event_type(), reason_code=refused[0], detail=refused[1]))
             return
-        ctx.after_commit.append(lambda: setattr(self, "params", params))
+        def adopt() -> None:
+            self.params, self.configuration_id = params, cmd.configuration_id
+
+        ctx.after_commit.append(adopt)
         ctx.emit(CouncilConfigurationActivated(actor=cmd.actor, reason=cmd.reason,
                                                configuration_id=cmd.configuration_id, config_hash=cmd.config_hash))
 
@@ -217,6 +223,7 @@ class CouncilService(Service):
             take_profit=d.take_profit, consensus=outcome.consensus.value,
             agreement={k.value: v for k, v in d.agreement.items()},
             client_order_id=client_order_id(decision_id) if d.action is not Action.HOLD else None,
+            configuration_id=self.configuration_id,
         ).on_conflict_do_nothing())
         if d.votes:
             await ctx.conn.execute(insert(signals).values([

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorum.backtest.config import RunnerConfig
-from quorum.backtest.gates import Criterion, GateSettings, gate_each_asset
+from quorum.backtest.gates import Criterion, GateReport, GateSettings, gate_each_asset
 from quorum.clock import Clock
 from quorum.db.tables import backtests, gate_reports
 from quorum.events.market_data import CandleClosed
@@ -32,6 +32,9 @@ from sqlalchemy import insert, update
 from .commands import Commands
 from .schemas import BacktestRequest
 from .settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from quorum.backtest.walkforward import WalkForwardResult
 
 UNFINISHED = ("QUEUED", "RUNNING")
 INTERRUPTED = "interrupted: the gateway stopped before the backtest finished"
@@ -147,11 +150,29 @@ def _walk(job: Job, candles: list[CandleClosed], timeframe: str,
     if not plan:
         raise DataError(f"the data ({start} to {end}) is shorter than one fold (train + embargo + test bars)")
     warmup = None if w.get("warmup_bars") is None else w["warmup_bars"] * bar
+    results: dict[str, WalkForwardResult] = {}
     reports = gate_each_asset(lambda _: job.config, candles, plan, job.criteria, config_hash=job.config.config_hash,
-                              warmup=warmup, progress=progress)
+                              warmup=warmup, progress=progress, on_result=results.__setitem__)
+    report_path = None
+    if job.report_dir is not None:
+        report_path = str(_walk_reports(job, Path(job.report_dir) / str(job.id), results, reports))
     return {"metrics": {asset: r.walk_forward["oos"]["metrics"] for asset, r in reports.items()},
-            "report_path": None, "bars": sum(r.walk_forward["oos"]["bars"] for r in reports.values()),
+            "report_path": report_path, "bars": sum(r.walk_forward["oos"]["bars"] for r in reports.values()),
             "gates": [r.row() for r in reports.values()]}
+
+
+def _walk_reports(job: Job, out: Path, results: dict[str, WalkForwardResult],
+                  reports: dict[str, GateReport]) -> Path:
+    """Each asset's out-of-sample report (its folds' test windows chained) and an index with the verdicts."""
+    from quorum.backtest.report import Provenance, write_report, write_walk_forward_index
+
+    rows = []
+    for asset, result in sorted(results.items()):
+        folder = asset.replace("/", "-")
+        write_report(out / folder, result.oos, result.metrics,
+                     Provenance(f"{job.config_name}, walk-forward out of sample", (job.source,)))
+        rows.append((asset, reports[asset].passed, f"{folder}/report.html", result.metrics))
+    return write_walk_forward_index(out, f"Walk-forward of {job.config_name} ({job.config.config_hash})", rows)
 
 
 # --- in the gateway -----------------------------------------------------------------------------------------
@@ -187,6 +208,18 @@ class BacktestJobs:
             raise UnknownConfiguration(name)
         config: RunnerConfig = runner_config(*load_config(name))
         return config
+
+    def stored_configuration(self, row: Any) -> RunnerConfig:
+        """An optimizer configuration (a ``configurations`` row): the services' settings with its council
+        overrides, for the risk profile it was optimized for, as the optimizer scored it."""
+        from quorum.backtest.cli import InputError
+        from quorum.backtest.optimize import runner_config
+        from quorum.types import RiskProfile
+
+        try:
+            return runner_config(row.overrides, RiskProfile(row.profile))
+        except ValueError as exc:  # the settings it was built on changed under it
+            raise InputError(f"configuration {row.id}: " + "; ".join(str(exc).splitlines())) from None
 
     def data_path(self, name: str) -> Path | None:
         """A file of the data folder's ``ohlcv/`` (the name has no separators, so it cannot leave it)."""

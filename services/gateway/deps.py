@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import queries
 from .auth import Principal, Role, authenticate
 from .backtests import BacktestJobs
 from .commands import Commands
@@ -90,9 +91,12 @@ async def jobs(request: Request) -> BacktestJobs:
     return _gateway(request).jobs
 
 
-async def active_config_hash(request: Request) -> str | None:
-    """The hash of the configuration the services run with (None: the gateway could not build it)."""
-    return _gateway(request).active_config_hash
+async def active_config_hash(request: Request,
+                             conn: Annotated[AsyncConnection, Depends(connection)]) -> str | None:
+    """The hash of the configuration the council decides with: the ACTIVE optimizer configuration's when an
+    operator (or the optimizer) made one active, else the services' settings' (None: the gateway could not build
+    them)."""
+    return await queries.active_configuration_hash(conn) or _gateway(request).active_config_hash
 
 
 async def service_health(request: Request) -> dict[str, ServiceHealth]:

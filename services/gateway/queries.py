@@ -197,6 +197,17 @@ async def configurations_view(conn: AsyncConnection) -> ConfigurationsOut:
                              proposed=[r for r in found if r.status == "PROPOSED"])
 
 
+async def active_configuration(conn: AsyncConnection) -> ConfigurationOut | None:
+    """The ACTIVE configuration, or None: the council decides with the services' settings."""
+    row = (await conn.execute(select(configurations).where(configurations.c.status == "ACTIVE"))).first()
+    return None if row is None else ConfigurationOut.model_validate(row)
+
+
+async def active_configuration_hash(conn: AsyncConnection) -> str | None:
+    return (await conn.execute(select(configurations.c.config_hash)
+                               .where(configurations.c.status == "ACTIVE"))).scalar_one_or_none()
+
+
 async def configuration(conn: AsyncConnection, config_id: UUID) -> ConfigurationOut | None:
     row = (await conn.execute(select(configurations).where(configurations.c.id == config_id))).first()
     return None if row is None else ConfigurationOut.model_validate(row)

@@ -472,7 +472,8 @@ EPOCH, LAST_DATE = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo
 class BacktestRequest(ControlRequest):
     configuration: str = Field(default="default", pattern=r"^[a-z0-9_-]{1,64}$", examples=["solo-rsi"],
                                description="a named configuration of `quorum backtest` ('default': the services' "
-                                           "own settings)")
+                                           "own settings), 'active' (what the council decides with now) or an "
+                                           "optimizer configuration's id (GET /configurations)")
     data_file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,180}\.(csv|parquet)$",
                                   examples=["binance_BTCUSDT_1h.csv"],
                                   description="a file of the shared data's ohlcv/ folder; omit for the stored candles")

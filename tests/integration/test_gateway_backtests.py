@@ -3,13 +3,17 @@ process, followed until DONE and read back; a walk-forward's gate reports in ``/
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from quorum.backtest.config import RunnerConfig
+from quorum.backtest.optimize import council_overrides, runner_config
+from quorum.council.settings import CouncilConfig
 from quorum.db.engine import app_database_url, create_engine
-from quorum.db.tables import gate_reports
+from quorum.db.tables import configurations, gate_reports
+from quorum.types import RiskProfile
 from sqlalchemy import insert, text
 
 from tests.integration.test_gateway_security import client, gateway, mint
@@ -96,7 +100,12 @@ async def test_a_walk_forward_files_a_gate_report_per_asset_shown_in_gates_and_s
         status = (await admin.get("/status")).json()
 
     assert done["status"] == "DONE", done["error"]
-    assert done["walk_forward"]["train_bars"] == 200 and done["report_path"] is None
+    assert done["walk_forward"]["train_bars"] == 200
+    index = Path(done["report_path"])
+    assert index.name == "index.html" and index.parent.name == done["id"]
+    assert 'href="BTC-USDT/report.html"' in index.read_text() and "failed" in index.read_text()
+    assert (index.parent / "BTC-USDT" / "report.html").is_file()
+    assert (index.parent / "BTC-USDT" / "metrics.json").is_file()
     assert set(done["metrics"]) == {"BTC/USDT"} and done["progress"] == 1.0
     assert gates["config_hash"] == active == status["config_hash"]
     reports = {r["asset"]: r for r in gates["reports"]}
@@ -131,3 +140,36 @@ async def test_the_service_login_role_may_append_gate_reports_but_never_rewrite_
                 await conn.execute(text(statement))
     finally:
         await engine.dispose()
+
+
+async def test_an_active_optimizer_configuration_is_what_status_gates_and_an_active_backtest_refer_to(
+        infra: Any, database_url: str, tmp_path: Path) -> None:
+    overrides = council_overrides(CouncilConfig(), {"threshold": 0.31})
+    active_hash = runner_config(overrides, RiskProfile.MEDIUM).config_hash
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:  # what an operator's approval leaves (test_optimizer_approval does it live)
+        config_id = (await conn.execute(insert(configurations).values(
+            id=uuid.uuid4(), created_by="optimizer", config_hash=active_hash, overrides=overrides,
+            params={"threshold": 0.31}, status="ACTIVE", profile="MEDIUM", metrics={})
+            .returning(configurations.c.id))).scalar_one()
+    await engine.dispose()
+    gw = gateway(data_dir=data_file("ohlcv", BTC).parents[1], backtest_report_dir=tmp_path)
+    async with running(gw), client(gw) as admin:
+        queued = await admin.post("/backtests", json={
+            "configuration": "active", "data_file": BTC, "since": "2021-04-05T00:00:00Z",
+            "until": "2021-05-04T23:00:00Z", "walk_forward": {"train_bars": 200, "test_bars": 100}})
+        done = await _done(admin, queued.json()["id"])
+        by_id = await admin.post("/backtests", json={"configuration": str(config_id), "data_file": BTC, **FIRST_300})
+        missing = await admin.post("/backtests", json={"configuration": str(uuid.uuid4()), "data_file": BTC})
+        gates = (await admin.get("/gates")).json()
+        status = (await admin.get("/status")).json()
+
+    assert active_hash != RunnerConfig.from_env().config_hash
+    assert done["status"] == "DONE", done["error"]
+    assert done["config_name"] == str(config_id) and done["config_hash"] == active_hash
+    assert done["configuration"]["council"]["threshold"] == 0.31
+    assert by_id.status_code == 202 and by_id.json()["config_hash"] == active_hash
+    assert missing.status_code == 404
+    assert status["config_hash"] == gates["config_hash"] == active_hash
+    assert [r["asset"] for r in gates["reports"]] == ["BTC/USDT"]
+    assert status["gates"]["BTC/USDT"] == "failed"

@@ -121,6 +121,9 @@ async def test_a_study_proposes_its_best_an_operator_approves_it_and_the_council
     assert after["active"]["id"] == str(row.id) and after["active"]["decided_by"].startswith("USER:")
     assert after["proposed"] == []
     assert await thresholds(database_url) == [0.4] * 20 + [new_threshold] * 20
+    used = [r.configuration_id for r in await rows(database_url, select(decisions.c.configuration_id)
+                                                   .order_by(decisions.c.ts))]
+    assert used == [None] * 20 + [row.id] * 20  # what ``quorum replay`` follows
     assert {("configuration_propose", "PROPOSED", "SYSTEM:optimizer"),
             ("configuration_approve", "PENDING_CONFIRM", after["active"]["decided_by"]),
             ("configuration_approve", "CONFIRMED", after["active"]["decided_by"])} <= set(audit)

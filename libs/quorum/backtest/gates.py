@@ -110,9 +110,12 @@ def gate(result: WalkForwardResult, criteria: Iterable[Criterion], *, asset: str
 
 def gate_each_asset(config_for_fold: Callable[[Fold], Any], candles: Sequence[Any], fold_list: Sequence[Fold],
                     criteria: Sequence[Criterion], *, config_hash: str, warmup: timedelta | None = None,
-                    progress: Callable[[int, int], None] | None = None, **walk: Any) -> dict[str, GateReport]:
+                    progress: Callable[[int, int], None] | None = None,
+                    on_result: Callable[[str, WalkForwardResult], None] | None = None,
+                    **walk: Any) -> dict[str, GateReport]:
     """One walk-forward per symbol (its own portfolio, the same folds) and its gate report. ``progress(done,
-    total)`` counts the bars fed over every symbol; ``walk``: ``walk_forward``'s other keyword arguments."""
+    total)`` counts the bars fed over every symbol; ``on_result(symbol, result)`` sees each walk-forward (for
+    its report); ``walk``: ``walk_forward``'s other keyword arguments."""
     by_symbol: dict[str, list[Any]] = {}
     for c in candles:
         by_symbol.setdefault(c.symbol, []).append(c)
@@ -126,5 +129,7 @@ def gate_each_asset(config_for_fold: Callable[[Fold], Any], candles: Sequence[An
 
         result = walk_forward(config_for_fold, series, fold_list, warmup=warmup, progress=fed, **walk)
         reports[symbol] = gate(result, criteria, asset=symbol, config_hash=config_hash)
+        if on_result is not None:
+            on_result(symbol, result)
         before += sizes[symbol]
     return reports

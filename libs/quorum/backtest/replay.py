@@ -1,15 +1,20 @@
 """Deterministic replay and audit of a recorded session (``quorum replay``): the stored candles of a running
 or finished system go through the runner again, and every decision, order, fill and ledger balance is compared
-with what the services recorded. On a correct system there is no difference."""
+with what the services recorded. On a correct system there is no difference.
+
+Each candle is decided with the configuration its recorded decision was made with (``decisions.configuration_id``:
+an operator may have approved an optimizer configuration during the session): the runner switches the council's
+settings where the recorded ones switched."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from quorum.backtest.config import RunnerConfig
 from quorum.backtest.data import stored_candles
 from quorum.backtest.runner import Recorder, Runner
-from quorum.db.tables import decisions, fills, ledger_balances, orders
+from quorum.db.tables import configurations, decisions, fills, ledger_balances, orders
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderUpdated, SubmitOrder
@@ -77,15 +82,39 @@ def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
     return {"decisions": _rows(decided), "orders": _rows(placed), "fills": _rows(filled), "balances": _rows(balances)}
 
 
-async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]]]:
-    """The stored candles of ``rng`` and what the services recorded for them."""
+@dataclass(frozen=True)
+class Configurations:
+    """Which optimizer configuration each recorded decision was made with (by candle key; absent or None: the
+    services' settings) and those configurations' council overrides."""
+
+    by_candle: dict[tuple[Any, ...], UUID | None] = field(default_factory=dict)
+    overrides: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+
+    def config_for(self, base: RunnerConfig, config_id: UUID | None) -> RunnerConfig:
+        """``base`` deciding as the council did with ``config_id``: its settings plus that row's overrides."""
+        if config_id is None:
+            return base
+        council = RunnerConfig.from_env(council=self.overrides[config_id]).council
+        return replace(base, council=council)
+
+
+async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]],
+                                                               Configurations]:
+    """The stored candles of ``rng``, what the services recorded for them and the configurations they decided
+    with."""
     stream = await stored_candles(conn, start=rng.start, end=rng.end, symbols=rng.symbols, timeframe=rng.timeframe)
     series = {(c.exchange, c.symbol, c.timeframe) for c in stream}
     first, last = (stream[0].ts, stream[-1].ts) if stream else (None, None)
     dq = select(decisions.c.exchange, decisions.c.symbol, decisions.c.timeframe, decisions.c.ts,
-                decisions.c.decision_id, decisions.c.action, decisions.c.intent, decisions.c.fraction)
-    found = [r._mapping for r in (await conn.execute(dq)).all()
+                decisions.c.decision_id, decisions.c.action, decisions.c.intent, decisions.c.fraction,
+                decisions.c.configuration_id)
+    found = [dict(r._mapping) for r in (await conn.execute(dq)).all()
              if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last]
+    used = {(r["exchange"], r["symbol"], r["timeframe"], r["ts"]): r.pop("configuration_id") for r in found}
+    wanted = {v for v in used.values() if v is not None}
+    rows = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
+                               .where(configurations.c.id.in_(wanted)))).all() if wanted else []
+    configs = Configurations({k: v for k, v in used.items() if v is not None}, {r.id: r.overrides for r in rows})
     ids = {r["decision_id"] for r in found}
     oq = select(orders.c.client_order_id, orders.c.decision_id, orders.c.side, orders.c.quantity, orders.c.status,
                 orders.c.filled_quantity, orders.c.symbol, orders.c.reference_ts)
@@ -100,7 +129,7 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     order_rows = [{k: v for k, v in r._mapping.items() if k not in ("decision_id", "symbol", "reference_ts")}
                   for r in placed]
     return stream, {"decisions": _rows(found), "orders": _rows(order_rows), "fills": _rows(filled),
-                    "balances": _rows(balances)}
+                    "balances": _rows(balances)}, configs
 
 
 def differences(recorded_rows: dict[str, list[Row]], replayed: dict[str, list[Row]]) -> list[dict[str, Any]]:
@@ -117,11 +146,22 @@ def differences(recorded_rows: dict[str, list[Row]], replayed: dict[str, list[Ro
     return out
 
 
+def as_recorded(runner: Runner, stream: Iterable[CandleClosed], configs: Configurations) -> Iterator[CandleClosed]:
+    """``stream`` for ``runner.run``, switching the runner to the configuration recorded for each candle's decision
+    before the candle is fed."""
+    base, current = runner.config, None
+    for candle in stream:
+        wanted = configs.by_candle.get((candle.exchange, candle.symbol, candle.timeframe, candle.ts))
+        if wanted != current:
+            runner.config, current = configs.config_for(base, wanted), wanted
+        yield candle
+
+
 def replay(stream: list[CandleClosed], recorded_rows: dict[str, list[Row]], config: RunnerConfig,
-           say: Callable[[str], None] = print) -> int:
+           say: Callable[[str], None] = print, configs: Configurations | None = None) -> int:
     """Run, compare, print each difference as a JSON line and end with the summary line; returns N."""
     runner = Runner(config)
-    replayed = from_run(runner.run(stream), runner)
+    replayed = from_run(runner.run(as_recorded(runner, stream, configs or Configurations())), runner)
     found = differences(recorded_rows, replayed)
     for d in found:
         say(json.dumps(d, default=str, sort_keys=True))

@@ -181,6 +181,24 @@ def write_report(out: Path, result: BacktestResult, metrics: Metrics, provenance
     return paths
 
 
+def write_walk_forward_index(out: Path, title: str, rows: Sequence[tuple[str, bool, str, Metrics]]) -> Path:
+    """``index.html`` of a walk-forward over several assets: per asset (name, gate passed, the relative path of
+    its out-of-sample report, its metrics) the verdict, the headline figures and a link to its report."""
+    out.mkdir(parents=True, exist_ok=True)
+    head = "".join(f"<th>{h}</th>" for h in ("asset", "gates", "total return", "Sharpe", "max drawdown",
+                                              "round trips", ""))
+    body = "".join(
+        f"<tr><td>{html.escape(asset)}</td><td>{'passed' if passed else 'failed'}</td><td>{_pct(m.total_return)}</td>"
+        f"<td>{_num(m.sharpe)}</td><td>{_pct(m.max_drawdown)}</td><td>{m.round_trips}</td>"
+        f'<td><a href="{html.escape(link)}">report</a></td></tr>' for asset, passed, link, m in rows)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<table><tr>{head}</tr>{body}</table></body></html>\n")
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 # --- the HTML --------------------------------------------------------------------------------------------------
 
 STYLE = """

@@ -17,6 +17,7 @@ from ..schemas import BacktestDetail, BacktestOut, BacktestRequest, ControlResul
 
 router = APIRouter(tags=["backtests"])
 NOT_FOUND = {404: {"description": "no such backtest"}}
+ACTIVE = "active"
 
 
 @router.get("/backtests", response_model=Page[BacktestOut])
@@ -39,11 +40,20 @@ async def get_backtest(_: Reader, conn: Conn, backtest_id: uuid.UUID) -> Backtes
              responses={404: {"description": "no such configuration or data file"},
                         409: {"model": ControlResult, "description": "the named configuration does not validate "
                                                                     "under the services' settings"}})
-async def start_backtest(actor: Actor, jobs: Jobs, body: BacktestRequest) -> Any:
+async def start_backtest(actor: Actor, jobs: Jobs, conn: Conn, body: BacktestRequest) -> Any:
     """Queue a backtest: it runs in a worker process; poll ``GET /backtests/{id}`` for its progress and result.
-    With ``walk_forward``, each asset gets a walk-forward and a gate report (``GET /gates``)."""
+    With ``walk_forward``, each asset gets a walk-forward and a gate report (``GET /gates``).
+
+    ``configuration``: a named one, ``active`` (what the council decides with now: the ACTIVE optimizer
+    configuration, or the services' settings when there is none) or an optimizer configuration's id (a PROPOSED
+    one can be validated before it is approved)."""
+    stored = await _stored_configuration(conn, body.configuration)
+    if stored is not None:
+        body = body.model_copy(update={"configuration": str(stored.id)})
+    elif body.configuration == ACTIVE:
+        body = body.model_copy(update={"configuration": "default"})
     try:
-        config = jobs.configuration(body.configuration)
+        config = jobs.configuration(body.configuration) if stored is None else jobs.stored_configuration(stored)
     except UnknownConfiguration:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configuration {body.configuration!r}") from None
     except InputError as exc:
@@ -55,6 +65,20 @@ async def start_backtest(actor: Actor, jobs: Jobs, body: BacktestRequest) -> Any
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no data file {body.data_file} in the data folder's ohlcv/")
     row = await jobs.submit(actor, body, config, path)
     return BacktestOut.model_validate(row)
+
+
+async def _stored_configuration(conn: Conn, name: str) -> Any:
+    """The ``configurations`` row ``name`` refers to (``active``: the ACTIVE one), or None."""
+    if name == ACTIVE:
+        return await queries.active_configuration(conn)
+    try:
+        config_id = uuid.UUID(name)
+    except ValueError:
+        return None
+    found = await queries.configuration(conn, config_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configuration {name}")
+    return found
 
 
 @router.get("/gates", response_model=GatesOut)

@@ -46,6 +46,8 @@ decisions = Table(
     Column("stop_loss", Money),
     Column("take_profit", Money),
     Column("client_order_id", String(64), comment="the order this decision may become (non-HOLD only)"),
+    Column("configuration_id", UUID(as_uuid=True),
+           comment="the optimizer configuration the council decided with (null: the services' settings)"),
     created_at(),
     UniqueConstraint("exchange", "symbol", "timeframe", "ts", name="uq_decisions_candle"),
     Index("ix_decisions_symbol_ts", "symbol", "ts"),
