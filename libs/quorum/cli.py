@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     optimize_cli.add_parser(sub)
 
+    from quorum.learning import cli as learning_cli
+
+    learning_cli.add_parsers(sub)
+
     lg = sub.add_parser("ledger", help="verify the journal's hash chain or rebuild the books from it (DATABASE_URL)")
     lg.add_argument("action", choices=["verify", "rebuild"])
     lg.add_argument("--mode", default="PAPER", choices=["PAPER", "LIVE"])

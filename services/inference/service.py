@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic_settings import SettingsConfigDict
 from quorum.db.tables import model_selection, predictions
-from quorum.domain.models import DEFAULT_MODEL, MODELS, prediction_of
+from quorum.domain.models import DEFAULT_MODEL, MODELS, builtin, prediction_of
 from quorum.events.control import ControlRefused, ModelSelected, SelectModel, StartTraining
 from quorum.events.features import FeaturesComputed
 from quorum.runtime.handling import Context, Handler
@@ -44,13 +44,13 @@ class InferenceService(Service):
     async def on_features(self, ctx: Context) -> None:
         f: FeaturesComputed = ctx.message.payload
         name, version = await self._selected(ctx)
-        out = ctx.emit(prediction_of(name, version, f))
+        out = ctx.emit(prediction_of(builtin(name, version), f))
         p = out.payload
         stored = (await ctx.conn.execute(
             insert(predictions).values(
                 exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, model_name=p.model_name,
                 model_version=p.model_version, feature_set=p.feature_set, horizon=p.horizon, p_up=p.p_up,
-                event_id=out.event_id,
+                expected_return=p.expected_return, run_id=p.run_id, event_id=out.event_id,
             ).on_conflict_do_nothing().returning(predictions.c.ts)
         )).first()
         if stored is None:  # this model already predicted this candle (announced then): nothing new to say

@@ -11,7 +11,7 @@ from typing import Any
 
 from quorum.council.decide import CouncilParams
 from quorum.council.settings import CouncilConfig
-from quorum.domain.models import DEFAULT_MODEL
+from quorum.domain.models import DEFAULT_MODEL, Predictor
 from quorum.indicators import FeatureSetSpec
 from quorum.indicators.decide import FeaturesConfig
 from quorum.ledger.book import LedgerBook, LedgerParams
@@ -35,7 +35,9 @@ class RunnerConfig:
     starting_cash: Decimal
     quote_currency: str = "USDT"
     mode: TradingMode = TradingMode.PAPER
-    model: tuple[str, str] = DEFAULT_MODEL
+    model: tuple[str, str] = DEFAULT_MODEL  # a built-in model (``quorum.domain.models.MODELS``)
+    predictor: Predictor | None = None  # a trained model instead (what the learning loop scores); its name,
+    # version and run id are in the predictions, hence in what the run is compared by
     described: dict[str, Any] = field(default_factory=dict)  # the settings as given, for the report and the hash
 
     @property

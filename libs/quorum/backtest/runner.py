@@ -22,7 +22,7 @@ from quorum.backtest.bus import InProcessBus
 from quorum.backtest.config import RunnerConfig
 from quorum.council import decide as council
 from quorum.council.base import FeatureRow, PredictionView, StrategyInput
-from quorum.domain.models import prediction_of
+from quorum.domain.models import builtin, prediction_of
 from quorum.events.base import Envelope, new_envelope
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
@@ -72,6 +72,7 @@ class Runner:
 
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
+        self.predictor = config.predictor or builtin(*config.model)
         self.bus = InProcessBus(self._deliver)
         self.now: datetime | None = None
         # state per service, exactly what each service keeps in its tables
@@ -165,7 +166,7 @@ class Runner:
         self._emit("features", env, out)
 
     def _inference(self, env: Envelope[Any]) -> None:
-        p = prediction_of(*self.config.model, env.payload)
+        p = prediction_of(self.predictor, env.payload)
         self.predictions.setdefault(((p.exchange, p.symbol, p.timeframe), p.ts), []).append(
             PredictionView(p.model_name, p.model_version, p.horizon, p.p_up))
         self._emit("inference", env, p)

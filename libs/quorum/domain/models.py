@@ -1,13 +1,34 @@
-"""Baseline model: a fixed logistic map of price vs its EMA. No training, fully reproducible; it is the
-yardstick later XGBoost/torch models must beat, and the shape their outputs take."""
+"""What inference runs: a ``Predictor`` (the fixed baseline below, or a trained model from the registry,
+``quorum.learning``) turning one feature vector into a prediction. The baseline is a fixed logistic map of price
+vs its EMA: no training, fully reproducible, and the registered yardstick trained models must beat."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from quorum.events.features import FeaturesComputed
 from quorum.events.predictions import PredictionMade
+
+
+class Predictor(Protocol):
+    """A model as inference and the runner use it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def run_id(self) -> str | None: ...
+
+    def predict_features(self, f: FeaturesComputed) -> tuple[float | None, float] | None:
+        """(expected log return over the horizon or None, probability the close rises) for one candle's
+        features; None while they are warming up."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -17,16 +38,21 @@ class MomentumBaseline:
     name: str = "baseline-momentum"
     version: str = "1"
     horizon: int = 1
+    run_id: str | None = None
 
-    def predict(self, features: dict[str, float | None]) -> float | None:
+    def predict(self, features: Mapping[str, float | None]) -> float | None:
         """Probability that the next close is higher; None while the inputs are warming up."""
         x = features.get("close_over_ema")
         if x is None:
             return None
         return 1.0 / (1.0 + math.exp(-self.slope * x))
 
+    def predict_features(self, f: FeaturesComputed) -> tuple[float | None, float] | None:
+        p = self.predict(f.values)
+        return None if p is None else (None, p)
 
-# name -> version -> model. Trained models register here; the selection is the operator's (``SelectModel``).
+
+# name -> version -> model: the built-in models (trained ones live in the MLflow registry).
 MODELS: dict[str, dict[str, MomentumBaseline]] = {"baseline-momentum": {"1": MomentumBaseline()}}
 DEFAULT_MODEL = ("baseline-momentum", "1")
 
@@ -36,10 +62,16 @@ def model_tag(name: str, version: str) -> str:
     return f"{name}@{version}"
 
 
-def prediction_of(name: str, version: str, f: FeaturesComputed) -> PredictionMade:
-    """The inference service's decision: the selected model's prediction for one feature vector (the service
-    and the runner both call this)."""
-    model = MODELS[name][version]
-    return PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts, model_name=name,
-                          model_version=model_tag(name, version), feature_set=f.feature_set, horizon=model.horizon,
-                          p_up=model.predict(f.values))
+def builtin(name: str, version: str) -> MomentumBaseline:
+    return MODELS[name][version]
+
+
+def prediction_of(model: Predictor, f: FeaturesComputed) -> PredictionMade:
+    """The inference service's decision: the model's prediction for one feature vector (the service and the
+    runner both call this)."""
+    out = model.predict_features(f)
+    expected, p_up = (None, None) if out is None else out
+    return PredictionMade(exchange=f.exchange, symbol=f.symbol, timeframe=f.timeframe, ts=f.ts,
+                          model_name=model.name, model_version=model_tag(model.name, model.version),
+                          feature_set=f.feature_set, horizon=model.horizon, p_up=p_up, expected_return=expected,
+                          run_id=model.run_id)

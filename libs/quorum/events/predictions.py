@@ -17,3 +17,8 @@ class PredictionMade(SeriesPoint):
     feature_set: str
     horizon: int = Field(ge=1, description="candles ahead the prediction is about")
     p_up: float | None = Field(ge=0.0, le=1.0, description="probability the close rises; None in warm-up")
+    expected_return: float | None = Field(default=None, allow_inf_nan=False,
+                                          description="expected log return over the horizon; None in warm-up or "
+                                                      "from a model that gives only a direction (the baseline)")
+    run_id: str | None = Field(default=None, max_length=64,
+                               description="the MLflow run that trained the model; None for a built-in model")

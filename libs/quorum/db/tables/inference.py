@@ -21,6 +21,8 @@ predictions = Table(
     Column("feature_set", String(64), nullable=False),
     Column("horizon", Integer, nullable=False),
     Column("p_up", Float),
+    Column("expected_return", Float, comment="expected log return over the horizon (null: direction only)"),
+    Column("run_id", String(64), comment="the MLflow run that trained the model (null: a built-in model)"),
     Column("event_id", UUID(as_uuid=True), nullable=False),
     PrimaryKeyConstraint("exchange", "symbol", "timeframe", "model_version", "ts"),
     Index("ix_predictions_time", "ts"),

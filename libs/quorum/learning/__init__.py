@@ -1,0 +1,1 @@
+"""Learning: training datasets from candles, model families, and the model registry."""

@@ -1,0 +1,110 @@
+"""The learning loop on real candles, in seconds: a training job twice gives the same metrics and registers a
+challenger each time; with a champion, the challenger is compared with it on the same folds; ``quorum train`` and
+``quorum evaluate`` as a user runs them (real subprocesses, a local MLflow store in a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from quorum.backtest.data import from_files
+from quorum.learning.dataset import DatasetSpec
+from quorum.learning.families import ModelSpec
+from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings
+from quorum.learning.registry import Registry
+from quorum.learning.train import FoldPlan, TrainingRequest, train
+
+from tests.support import data_file
+
+pytestmark = pytest.mark.integration
+
+FILES = [data_file("ohlcv", "binance_BTCUSDT_1h.csv"), data_file("ohlcv", "binance_ETHUSDT_1h.csv")]
+START, END = datetime(2022, 1, 1, tzinfo=UTC), datetime(2022, 5, 1, tzinfo=UTC)
+REQUEST = TrainingRequest(
+    dataset=DatasetSpec(start=START, end=END, symbol_feature=True),
+    model=ModelSpec(family="lightgbm", task="classification", params={"n_estimators": 40}),
+    folds=FoldPlan(train_days=60, test_days=20, embargo_bars=24, warmup_days=10))
+
+
+@pytest.fixture(scope="module")
+def candles() -> list:
+    return from_files(FILES, now=datetime(2100, 1, 1, tzinfo=UTC), start=START, end=END).candles
+
+
+def test_the_same_job_twice_gives_the_same_metrics_and_two_challenger_versions(candles: list,
+                                                                               tmp_path: Path) -> None:
+    registry = Registry.local(tmp_path)
+    seen: list = []
+
+    first = train(REQUEST, candles, registry, code_version="test", progress=seen.append)
+    second = train(REQUEST, candles, registry, code_version="test")
+
+    assert first.summary()["oos"] == second.summary()["oos"]
+    assert first.summary()["strategy"] == second.summary()["strategy"]
+    assert first.dataset.content_hash == second.dataset.content_hash
+    assert (first.version.version, second.version.version) == ("1", "2")
+    versions = {v.version: v for v in registry.versions("quorum-global")}
+    assert versions["2"].aliases == (CHALLENGER,) and versions["1"].aliases == ()
+    assert versions["2"].tags["dataset_hash"] == first.dataset.content_hash
+    assert versions["2"].metrics["oos_direction_accuracy"] == first.score.metrics["direction_accuracy"]
+    assert set(first.strategy) == {"BTC/USDT", "ETH/USDT"} and first.strategy_skipped is None
+    assert len(first.score.folds) == 2 and [p.stage for p in seen][0] == "dataset" and seen[-1].percent == 100
+    assert first.verdict.failed and not first.promoted  # the seed's gates (500 trades, Sharpe 2) are far off
+    model, _ = registry.load("quorum-global@challenger")
+    assert model.feature_set == REQUEST.dataset.feature_set.version
+
+
+def test_a_challenger_is_scored_against_the_champion_retrained_on_the_same_folds(candles: list,
+                                                                                 tmp_path: Path) -> None:
+    registry = Registry.local(tmp_path)
+    lenient = LearningSettings(require_gates=False, auto_promote=True)
+    baseline = train(REQUEST, candles, registry, code_version="test", settings=lenient)
+    registry.set_alias("quorum-global", CHAMPION, baseline.version.version)
+    other = REQUEST.model_copy(update={"model": ModelSpec(family="xgboost", task="classification",
+                                                          params={"n_estimators": 40})})
+
+    challenger = train(other, candles, registry, code_version="test", settings=lenient)
+
+    assert challenger.score.champion is not None
+    assert challenger.score.champion["mse"] == baseline.score.metrics["mse"]  # the champion's family, same rows
+    names = {c.name: c for c in challenger.verdict.checks}
+    assert "the champion's" in names["beats_champion"].detail
+    aliases = {v.version: v.aliases for v in registry.versions("quorum-global")}
+    assert CHALLENGER in aliases[challenger.version.version]
+    assert (CHAMPION in aliases[challenger.version.version]) is challenger.verdict.promote
+
+
+def _quorum(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUORUM_MLFLOW_")}
+    return subprocess.run([sys.executable, "-m", "quorum.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_quorum_train_then_evaluate_on_unseen_candles_from_the_command_line(tmp_path: Path) -> None:
+    data = [a for f in FILES for a in ("--data", str(f))]
+
+    trained = _quorum("train", *data, "--from", "2022-01-01", "--to", "2022-04-30T23:00", "--param",
+                      "n_estimators=40", "--train-days", "60", "--test-days", "20", "--no-backtest", "--json",
+                      cwd=tmp_path)
+    evaluated = _quorum("evaluate", "--model", "quorum-global@challenger", "--data", str(FILES[0]), "--from",
+                        "2021-06-01", "--to", "2021-07-31", cwd=tmp_path)
+    refused = _quorum("evaluate", "--model", "quorum-global@champion", "--data", str(FILES[0]), cwd=tmp_path)
+    bad = _quorum("train", "--data", str(FILES[0]), "--family", "lightgbm", "--param", "nope=1", cwd=tmp_path)
+
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["aliases"] == ["challenger"] and summary["strategy_skipped"] == "not asked for"
+    assert (tmp_path / ".quorum" / "mlflow" / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
+    assert evaluated.returncode == 0, evaluated.stderr
+    found = json.loads(evaluated.stdout)
+    assert found["symbols"] == ["BTC/USDT"] and found["rows_scored"] > 1000
+    assert found["start"] > "2021-06-01" and found["end"] < "2021-08-01"
+    assert {"mse", "naive_mse", "direction_accuracy", "always_up_accuracy", "brier"} <= set(found)
+    assert set(found["backtest"]) == {"council", "fee", "strategy", "buy_and_hold"}
+    assert refused.returncode == 2 and "has no alias 'champion'" in refused.stderr
+    assert bad.returncode == 2 and "unknown lightgbm params ['nope']" in bad.stderr
