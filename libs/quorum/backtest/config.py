@@ -69,7 +69,10 @@ class RunnerConfig:
         council = CouncilConfig(**overrides.get("council", {}))
         risk = RiskSettingsBase(**overrides.get("risk", {}))
         venue = VenueConfig(**overrides.get("matching", {}))
-        described = {name: s.model_dump(mode="json", exclude={"database_url", "chain_key", "nats_url"})
+        # serialize_as_any: a strategy's own parameters too (typed StrategyBase, they would be dropped, and two
+        # configurations differing only in a strategy's parameters would share a hash)
+        described = {name: s.model_dump(mode="json", exclude={"database_url", "chain_key", "nats_url"},
+                                        serialize_as_any=True)
                      for name, s in (("features", features), ("council", council), ("risk", risk),
                                      ("matching", venue))}
         return cls(feature_set=features.feature_set, council=council.params(), risk=risk.params(),

@@ -1,4 +1,6 @@
-"""The strategy library: seven voters built on ``base.StrategyBase``, configured from JSON by ``type``.
+"""The strategy library: seven voters built on ``base.StrategyBase``, configured from JSON by ``type``, and the trend
+regime filter (``trend``), which a configuration may name but the default council does not carry (``STRATEGY_TYPES``
+is the default council: one of each; ``trend`` reads a long EMA the default feature set does not compute).
 
 All are pure functions of their ``StrategyInput``. They read features by the names the indicator specs give them
 (``quorum.indicators.spec``), so a parameter change cannot silently read another indicator's column. They are
@@ -38,8 +40,8 @@ from quorum.types import Action
 
 __all__ = [
     "MAX_STOP_FRACTION", "STRATEGY_TYPES", "BollingerReversion", "DipAwareEntry", "KeltnerReversion", "MacdTrend",
-    "ModelDriven", "MultivariateComposite", "RsiReversion", "StrategySpec", "default_strategies", "parse_strategies",
-    "protective_levels",
+    "ModelDriven", "MultivariateComposite", "RsiReversion", "StrategySpec", "TrendRegime", "default_strategies",
+    "parse_strategies", "protective_levels",
 ]
 
 MAX_STOP_FRACTION = Decimal("0.15")
@@ -492,11 +494,50 @@ class DipAwareEntry(_Strategy):
         return self._vote(inp, Action.BUY, 0.5 + 0.25 * depth + 0.25 * support, "DIP_RECOVERY", **meta)
 
 
+# --- trend regime -------------------------------------------------------------------------------------------
+
+class TrendRegime(_Strategy):
+    """Trend following as a regime filter: long only while the close is above a long EMA that is rising. BUY while
+    the close is more than ``band`` above the EMA and its slope is positive; SELL once the close is more than
+    ``band`` below it or the slope is negative; HOLD in between, so a close hovering at the EMA does not flip the
+    position at a fee each way. Confidence 0.5 at the boundary, 1 at ``full_distance`` past it.
+
+    The regime decides the exit, so the suggested stop is wide (a crash guard, not the exit) and there is no
+    take-profit (a trend is not capped). Reads ``close_over_ema_<period>`` and ``ema_slope_<period>_<lookback>``:
+    a long EMA is not in the default feature set, so a configuration using this adds them to its feature set."""
+
+    type: Literal["trend"] = "trend"
+    risk_tag: RiskTag = RiskTag.MEDIUM
+    ema_period: Period = 200
+    slope_lookback: Period = 24
+    band: float = Field(default=0.0, ge=0, le=0.5, description="hysteresis around the EMA, a fraction of it")
+    full_distance: float = Field(default=0.05, gt=0, le=10, description="distance past the boundary at confidence 1")
+    stop_atr_mult: Multiplier | None = Field(default=6.0, description="stop this many ATRs below; None: no stop")
+    take_profit_atr_mult: Multiplier | None = Field(default=None, description="take profit this many ATRs above")
+
+    @property
+    def _signal_features(self) -> tuple[str, ...]:
+        return (_names(CloseOverEmaSpec, period=self.ema_period)
+                + _names(EmaSlopeSpec, period=self.ema_period, lookback=self.slope_lookback))
+
+    def _evaluate(self, inp: StrategyInput) -> Signal:
+        distance, slope = (self._feature(inp, n) for n in self._signal_features)
+        meta: dict[str, float | str | None] = {"close_over_ema": distance, "slope": slope}
+        if distance > self.band and slope > 0:
+            return self._vote(inp, Action.BUY, _threshold_confidence(distance - self.band, self.full_distance),
+                              "TREND_UP", **meta)
+        if distance < -self.band or slope < 0:
+            past = max(0.0, -self.band - distance)
+            return self._vote(inp, Action.SELL, _threshold_confidence(past, self.full_distance),
+                              "TREND_BROKEN" if distance < -self.band else "TREND_FALLING", **meta)
+        return self._vote(inp, Action.HOLD, 0.0, "TREND_UNDECIDED", **meta)
+
+
 # --- configuration ------------------------------------------------------------------------------------------
 
 StrategySpec = Annotated[
     RsiReversion | MacdTrend | BollingerReversion | KeltnerReversion | MultivariateComposite | ModelDriven
-    | DipAwareEntry,
+    | DipAwareEntry | TrendRegime,
     Field(discriminator="type"),
 ]
 STRATEGY_TYPES: dict[str, type[StrategyBase]] = {
