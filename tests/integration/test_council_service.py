@@ -12,6 +12,7 @@ import httpx
 import pytest
 from quorum.council.base import FeatureRow, PredictionView, RiskTag, StrategyInput
 from quorum.council.engine import Council, SymbolControl
+from quorum.council.settings import CouncilConfig
 from quorum.council.simulate import feature_history
 from quorum.council.strategies import default_strategies
 from quorum.db.engine import create_engine
@@ -115,7 +116,7 @@ async def test_service_decisions_equal_the_pure_council_over_the_same_history(in
         window = tuple(history[max(0, i + 1 - council.lookback):i + 1])
         preds = (PredictionView(MODEL.name, version(), 1, MODEL.predict(row.values)),)
         want = council.decide(StrategyInput("binance", "BTC/USDT", "1h", window, preds),
-                              control=SymbolControl(), profile=RiskProfile.MEDIUM)
+                              control=CouncilConfig().params().default_control, profile=RiskProfile.MEDIUM)
         got = stored[row.ts]
         assert (got.action, got.intent, tuple(got.reason_codes)) == (
             want.action.value, want.intent.value, want.reason_codes), row.ts

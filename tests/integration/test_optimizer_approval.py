@@ -31,7 +31,14 @@ from tests.support import data_file
 
 pytestmark = pytest.mark.integration
 
-LIMIT_PCT = Decimal("1.0")  # the MEDIUM optimizer drawdown limit here: some candidates of this study go deeper
+LIMIT_PCT = Decimal("0.5")  # the MEDIUM optimizer drawdown limit here: some candidates of this study go deeper
+
+
+@pytest.fixture(autouse=True)
+def whole_council(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The council deciding by consensus (the default is Solo on a 480-bar trend, which 600 candles never get out
+    of warm-up for): the study searches the threshold the decisions then show."""
+    monkeypatch.setenv("QUORUM_COUNCIL_MODE", "COUNCIL")
 
 
 @pytest.fixture
@@ -83,7 +90,7 @@ async def test_a_study_proposes_its_best_an_operator_approves_it_and_the_council
 
     [row] = await rows(database_url, select(configurations))
     assert row.status == "PROPOSED" and row.profile == "MEDIUM" and row.study == "it-study"
-    assert row.metrics["feasible"] and row.metrics["max_drawdown"] <= 0.01 == row.metrics["drawdown_limit"]
+    assert row.metrics["feasible"] and row.metrics["max_drawdown"] <= 0.005 == row.metrics["drawdown_limit"]
     assert row.metrics["score"] == row.metrics["backtest_score"] and row.metrics["live_weight"] == 0.0
     assert row.active_metrics["params"]["threshold"] == 0.4 and row.active_metrics["score"] is not None
     new_threshold = row.overrides["threshold"]
@@ -134,7 +141,7 @@ async def test_a_study_proposes_its_best_an_operator_approves_it_and_the_council
 
 
 async def test_a_proposal_is_rejected_on_record_and_without_approval_the_best_is_active_at_once_as_system(
-        infra: Any, database_url: str, tight_limit: None) -> None:
+        infra: Any, database_url: str) -> None:
     code, printed = await optimize(study_args(database_url, trials=2, study="it-proposed"))
     assert code == 0, printed
     [proposed] = await rows(database_url, select(configurations.c.id))

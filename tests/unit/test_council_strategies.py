@@ -578,7 +578,7 @@ def test_dip_only_ever_buys_or_holds() -> None:
 def test_defaults_are_one_of_each_type_named_after_it_with_their_risk_tags() -> None:
     assert [(s.name, s.risk_tag) for s in DEFAULTS] == [
         ("rsi", RiskTag.LOW), ("macd", RiskTag.MEDIUM), ("bollinger", RiskTag.LOW), ("keltner", RiskTag.MEDIUM),
-        ("composite", RiskTag.LOW), ("model", RiskTag.MEDIUM), ("dip", RiskTag.HIGH)]
+        ("composite", RiskTag.LOW), ("model", RiskTag.MEDIUM), ("dip", RiskTag.HIGH), ("trend", RiskTag.MEDIUM)]
     assert set(STRATEGY_TYPES) == {s.name for s in DEFAULTS}
     assert all(type(s) is STRATEGY_TYPES[s.name] for s in DEFAULTS)
 
@@ -631,7 +631,7 @@ def test_strategies_are_immutable_configuration() -> None:
 # --- real data ----------------------------------------------------------------------------------------------
 
 def test_every_default_strategy_gives_valid_signals_on_real_btc_features() -> None:
-    raw = read_rows(data_file("ohlcv", "binance_BTCUSDT_1h.csv")).head(500)
+    raw = read_rows(data_file("ohlcv", "binance_BTCUSDT_1h.csv")).head(1200)
     features = compute_features(ohlcv_frame(raw), FeatureSetSpec()).drop("ts")
     model = MomentumBaseline()
     rows = [FeatureRow(datetime.fromtimestamp(int(ts) / 1000, UTC), Decimal(close), values)
@@ -650,9 +650,11 @@ def test_every_default_strategy_gives_valid_signals_on_real_btc_features() -> No
             votes[s.name][signal.direction] += 1
             warm[s.name] += "WARMUP" in signal.reason_codes
 
-    assert features.height == 500 and isinstance(features, pl.DataFrame)
+    assert features.height == 1200 and isinstance(features, pl.DataFrame)
     assert any(v[Action.BUY] + v[Action.SELL] for v in votes.values())
     assert votes["dip"][Action.BUY] and not votes["dip"][Action.SELL], votes["dip"]
-    # Everything is out of warm-up well before the end: MACD (the slowest) needs 34 candles.
+    # Everything is out of warm-up well before the end: MACD needs 34 candles, the trend's 480-bar EMA and its
+    # 60-bar slope 539.
+    assert warm.pop("trend") == 480 + 60 - 1
     assert all(w < 50 for w in warm.values()), warm
     assert all(v[Action.BUY] and v[Action.SELL] for name, v in votes.items() if name != "dip"), votes

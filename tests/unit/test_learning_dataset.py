@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 from quorum.indicators import FeatureEngine, FeatureSetSpec, SmaSpec, compute_features, ohlcv_frame, resample
+from quorum.indicators.spec import DEFAULT_INDICATORS
 from quorum.learning.dataset import (
     DatasetSpec,
     Gap,
@@ -29,6 +30,9 @@ HOUR = 3_600_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_MS = int(T0.timestamp()) * 1000
 SMA2 = FeatureSetSpec(indicators=(SmaSpec(period=2),), normalize=())
+# The services' set without the trend's 480-bar EMA: the same indicators with a warm-up that small frames (and the
+# daily bars of two years) get out of.
+SHORT = FeatureSetSpec(indicators=tuple(i for i in DEFAULT_INDICATORS if getattr(i, "period", None) != 480))
 
 
 def bars(closes: list[float] | np.ndarray, start_ms: int = T0_MS, ts: list[int] | None = None) -> pl.DataFrame:
@@ -66,7 +70,8 @@ def real_two_years() -> dict[str, pl.DataFrame]:
                                                                                        "binance_ETHUSDT_1h.csv")])
 
 
-TWO_YEARS = DatasetSpec(start=datetime(2022, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC), lags=(1, 3),
+TWO_YEARS = DatasetSpec(feature_set=SHORT, start=datetime(2022, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC),
+                        lags=(1, 3),
                         extra_timeframes=("4h", "1d"), symbol_feature=True)
 
 
@@ -75,8 +80,8 @@ TWO_YEARS = DatasetSpec(start=datetime(2022, 1, 1, tzinfo=UTC), end=datetime(202
 
 def test_training_features_equal_what_the_streaming_engine_computes_for_the_same_real_candles() -> None:
     path = data_file("ohlcv", "binance_BTCUSDT_1h.csv")
-    rows = read_rows(path).head(400)
-    spec = FeatureSetSpec()
+    rows = read_rows(path).head(1000)
+    spec = FeatureSetSpec()  # the services' own
     engine = FeatureEngine(spec)
     closed = list(candles(rows, infer_series(path), now=datetime(2030, 1, 1, tzinfo=UTC), rejections=Rejections()))
     streamed = {int(c.ts.timestamp()) * 1000: engine.update(c) for c in closed}
@@ -84,7 +89,7 @@ def test_training_features_equal_what_the_streaming_engine_computes_for_the_same
     ds = build_dataset({"BTC/USDT": ohlcv_frame(rows)}, DatasetSpec(symbols=("BTC/USDT",), feature_set=spec,
                                                                     lags=(1,)))
 
-    assert len(closed) == 400 and ds.frame.height > 100
+    assert len(closed) == 1000 and ds.frame.height > 400
     stamps = sorted(streamed)
     for row in ds.frame.iter_rows(named=True):
         expected, before = streamed[row["ts"]], streamed[stamps[stamps.index(row["ts"]) - 1]]
@@ -119,7 +124,7 @@ def test_a_row_whose_label_candle_falls_in_a_gap_is_dropped_and_the_gap_is_repor
 
 
 def test_lags_hold_the_feature_k_bars_earlier() -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",), lags=(1, 4))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(1, 4))
 
     frame = build_dataset({"BTC/USDT": random_walk(500, seed=1)}, spec).frame
 
@@ -129,7 +134,7 @@ def test_lags_hold_the_feature_k_bars_earlier() -> None:
 
 def test_higher_timeframe_features_come_from_the_last_closed_higher_bar() -> None:
     candles_1h = random_walk(24 * 40, seed=2)
-    spec = DatasetSpec(symbols=("BTC/USDT",), extra_timeframes=("4h",))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), extra_timeframes=("4h",))
     four_hourly = compute_features(resample(candles_1h, "4h"), spec.feature_set, threads=1)
 
     frame = build_dataset({"BTC/USDT": candles_1h}, spec).frame
@@ -155,9 +160,10 @@ def test_rows_are_sorted_by_time_then_symbol_with_the_symbol_code_as_a_feature()
 def test_start_keeps_earlier_candles_for_warm_up_and_end_cuts_candles_before_labels_are_made() -> None:
     candles_1h = random_walk(600, seed=3)
     start, end = T0 + timedelta(hours=300), T0 + timedelta(hours=500)
-    whole = build_dataset({"BTC/USDT": candles_1h}, DatasetSpec(symbols=("BTC/USDT",))).frame
+    whole = build_dataset({"BTC/USDT": candles_1h}, DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))).frame
 
-    frame = build_dataset({"BTC/USDT": candles_1h}, DatasetSpec(symbols=("BTC/USDT",), start=start, end=end)).frame
+    frame = build_dataset({"BTC/USDT": candles_1h},
+                          DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), start=start, end=end)).frame
 
     window = whole.filter(pl.col("ts").is_between(T0_MS + 300 * HOUR, T0_MS + 498 * HOUR))
     assert frame["ts"].to_list() == [T0_MS + h * HOUR for h in range(300, 499)]  # 499's label opens at end
@@ -178,7 +184,7 @@ def test_a_transform_adds_its_columns_after_the_spec_features() -> None:
 
 def test_content_hash_is_stable_across_builds_and_chunking_and_changes_with_one_close() -> None:
     candles_1h = random_walk(500, seed=4)
-    spec = DatasetSpec(symbols=("BTC/USDT",))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
     chunked = pl.concat([candles_1h[:123], candles_1h[123:321], candles_1h[321:]], rechunk=False)
     closes = candles_1h["close"].to_list()
     closes[400] *= 1.0001
@@ -194,13 +200,14 @@ def test_content_hash_is_stable_across_builds_and_chunking_and_changes_with_one_
 
 
 def test_spec_hash_is_stable_names_the_same_instant_alike_and_changes_with_any_field() -> None:
-    base = DatasetSpec(start=T0)
-    same_instant = DatasetSpec(start=T0.astimezone(timezone(timedelta(hours=2))))
+    base = DatasetSpec(feature_set=SHORT, start=T0)
+    same_instant = DatasetSpec(feature_set=SHORT, start=T0.astimezone(timezone(timedelta(hours=2))))
 
-    assert base.hash() == DatasetSpec(start=T0).hash() == same_instant.hash()
+    assert base.hash() == DatasetSpec(feature_set=SHORT, start=T0).hash() == same_instant.hash()
     assert base.hash().startswith("ds1-") and len(base.hash()) == 16
-    others = [base.model_copy(update={"horizon": 2}), DatasetSpec(start=T0, lags=(1,)),
-              DatasetSpec(start=T0, feature_set=SMA2), DatasetSpec(start=T0, symbol_feature=True)]
+    others = [base.model_copy(update={"horizon": 2}), DatasetSpec(feature_set=SHORT, start=T0, lags=(1,)),
+              DatasetSpec(start=T0, feature_set=SMA2),
+              DatasetSpec(feature_set=SHORT, start=T0, symbol_feature=True)]
     assert len({base.hash(), *(o.hash() for o in others)}) == 5
 
 
@@ -209,7 +216,7 @@ def test_spec_hash_is_stable_names_the_same_instant_alike_and_changes_with_any_f
 
 @pytest.mark.parametrize("transform", [next_close, centred_mean, over_series_mean])
 def test_leakage_check_names_a_feature_that_reads_future_candles(transform: Callable[..., Any]) -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",), lags=(1,))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(1,))
 
     leaking = leakage_check({"BTC/USDT": random_walk(400, seed=5)}, spec, transforms=[transform])
 
@@ -217,7 +224,7 @@ def test_leakage_check_names_a_feature_that_reads_future_candles(transform: Call
 
 
 def test_build_refuses_a_planted_next_close_feature_naming_it_and_the_probe_time() -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
     candles_1h = random_walk(400, seed=6)
 
     with pytest.raises(LeakageError, match="next_close") as caught:
@@ -230,7 +237,7 @@ def test_build_refuses_a_planted_next_close_feature_naming_it_and_the_probe_time
 
 
 def test_an_honest_transform_passes_the_leakage_check() -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",), lags=(2,), extra_timeframes=("4h",))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(2,), extra_timeframes=("4h",))
 
     assert leakage_check({"BTC/USDT": random_walk(800, seed=7)}, spec, transforms=[previous_return], probes=5) == []
 
@@ -274,7 +281,7 @@ def _close_at(df: pl.DataFrame, value: float) -> pl.DataFrame:
 ])
 def test_bad_candles_are_refused_naming_the_symbol_and_what_is_wrong(mutate: Callable[[pl.DataFrame], pl.DataFrame],
                                                                       message: str) -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
 
     with pytest.raises(ValueError, match=f"BTC/USDT: .*{message}"):
         build_dataset({"BTC/USDT": mutate(random_walk(300, seed=8))}, spec)
@@ -282,17 +289,17 @@ def test_bad_candles_are_refused_naming_the_symbol_and_what_is_wrong(mutate: Cal
 
 def test_a_symbol_without_candles_is_refused() -> None:
     with pytest.raises(ValueError, match=r"no candles for ETH/USDT; got candles for \['BTC/USDT'\]"):
-        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec())
+        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(feature_set=SHORT))
 
 
 def test_a_transform_that_drops_rows_is_refused() -> None:
     with pytest.raises(ValueError, match="must return the frame it got"):
-        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(symbols=("BTC/USDT",)),
+        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",)),
                       transforms=[lambda df: df.head(10)])
 
 
 def test_a_window_without_rows_is_refused() -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",), start=T0 + timedelta(days=365))
+    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), start=T0 + timedelta(days=365))
 
     with pytest.raises(ValueError, match="no complete rows at or after start"):
         build_dataset({"BTC/USDT": random_walk(300, seed=9)}, spec)
@@ -314,7 +321,7 @@ def test_a_window_without_rows_is_refused() -> None:
 ])
 def test_a_bad_spec_is_refused_with_a_message_naming_the_field(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        DatasetSpec(**fields)
+        DatasetSpec(feature_set=SHORT, **fields)
 
 
 # --- files -----------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ APPROVED = uuid.uuid4()
 def test_the_replay_switches_the_council_at_the_first_decision_recorded_with_the_approved_configuration() -> None:
     candles = stream(120)
     later = {(c.exchange, c.symbol, c.timeframe, c.ts): APPROVED for c in candles[80:]}
-    configs = Configurations(later, {APPROVED: {"threshold": 0.35}})
-    base = RunnerConfig.from_env()
+    configs = Configurations(later, {APPROVED: {"mode": "COUNCIL", "threshold": 0.35}})
+    base = RunnerConfig.from_env(council={"mode": "COUNCIL"})
     runner = Runner(base)
 
     recorder = runner.run(as_recorded(runner, candles, configs))

@@ -7,8 +7,8 @@ from quorum.council.strategies import RsiReversion
 
 
 def test_configurations_differing_only_in_a_strategy_parameter_have_different_hashes() -> None:
-    loose = RunnerConfig.from_env(council={"strategies": [RsiReversion(oversold=30)]})
-    tight = RunnerConfig.from_env(council={"strategies": [RsiReversion(oversold=20)]})
+    loose = RunnerConfig.from_env(council={"solo_strategy": "rsi", "strategies": [RsiReversion(oversold=30)]})
+    tight = RunnerConfig.from_env(council={"solo_strategy": "rsi", "strategies": [RsiReversion(oversold=20)]})
 
     assert loose.config_hash != tight.config_hash
     assert tight.described["council"]["strategies"][0]["oversold"] == 20

@@ -21,9 +21,9 @@ class CouncilConfig(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="QUORUM_COUNCIL_", extra="ignore", frozen=True)
 
-    mode: CouncilMode = Field(default=CouncilMode.COUNCIL, description="default for symbols without a control")
+    mode: CouncilMode = Field(default=CouncilMode.SOLO, description="default for symbols without a control")
     threshold: float = Field(default=0.4, gt=0.0, le=1.0, description="default consensus threshold")
-    solo_strategy: str = Field(default="rsi", description="the strategy that decides in Solo mode by default")
+    solo_strategy: str = Field(default="trend", description="the strategy that decides in Solo mode by default")
     strategies: tuple[StrategyBase, ...] = Field(
         default_factory=default_strategies,
         description="JSON list of strategy specs ({type, name, risk_tag, weight, enabled, ...parameters})",

@@ -399,7 +399,7 @@ class NormalizeSpec(BaseModel):
 DEFAULT_INDICATORS: tuple[IndicatorSpec, ...] = (
     SmaSpec(), EmaSpec(), CloseOverEmaSpec(), MacdSpec(), RsiSpec(), StochSpec(), WillrSpec(), AtrSpec(),
     BbandsSpec(), KeltnerSpec(), MfiSpec(), ObvSpec(), RocSpec(), EmaSlopeSpec(), RealizedVolSpec(), VwapSpec(),
-    SessionVwapSpec(), FibSpec(),
+    SessionVwapSpec(), FibSpec(), CloseOverEmaSpec(period=480), EmaSlopeSpec(period=480, lookback=60),
 )
 DEFAULT_NORMALIZE: tuple[NormalizeSpec, ...] = (
     NormalizeSpec(feature="obv"), NormalizeSpec(feature="atr_14"), NormalizeSpec(feature="macd_12_26_9_hist"),
