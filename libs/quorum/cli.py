@@ -186,6 +186,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         stack.prepare()
         stack.say("stack", f"recorded in {stack.record()}: `quorum ledger verify` and friends use this stack")
         names = tuple(n for n in (args.only.split(",") if args.only else ())) or None
+        if names is None or "inference" in names:
+            stack.ensure_model(default_data_dir())
         stack.start_services(names) if names else stack.start_services()
         stack.wait_ready(timeout=120, stopping=lambda: stopping)
         if stopping:
@@ -246,7 +248,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     if rng != Range():
         rows.pop("balances")  # the books hold the whole session: compared only when the whole session is replayed
+    try:
+        configs.predictors.update(_registered_predictors(configs.trained_models()))
+    except LookupError as exc:
+        print(f"quorum replay: {exc}", file=sys.stderr)
+        return 2
     return 1 if replay(stream, rows, RunnerConfig.from_env(), configs=configs) else 0
+
+
+def _registered_predictors(tags: set[str]) -> dict[str, Any]:
+    """The trained models the recorded predictions name (``name@version``), from the MLflow registry
+    (``QUORUM_MLFLOW_*``, else the local store in ``.quorum``)."""
+    if not tags:
+        return {}
+    from quorum.learning.registry import UnknownModelError
+    from quorum.learning.settings import RegistrySettings
+    from quorum.learning.train import served
+
+    settings = RegistrySettings()
+    registry = settings.registry()
+    found = {}
+    for tag in sorted(tags):
+        name, _, version = tag.partition("@")
+        try:
+            model, info = registry.load(f"{name}:{version}")
+        except UnknownModelError as exc:
+            raise LookupError(f"the recorded model {tag} is not in {settings.describe()}: {exc}") from None
+        found[tag] = served(model, info)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

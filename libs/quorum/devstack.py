@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from quorum.infra.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
-SERVICES = ("market_data", "features", "inference", "council", "risk", "oms", "matching", "ledger", "gateway")
+SERVICES = ("market_data", "features", "inference", "council", "risk", "oms", "matching", "ledger", "trainer",
+            "gateway")
 DEFAULT_PORTS = {"gateway": 8000, **{name: 8101 + i for i, name in enumerate(SERVICES[:-1])}}
 
 
@@ -179,7 +180,36 @@ class Stack:
 
         return {**os.environ, "NATS_URL": self.nats_url, "DATABASE_URL": app_database_url(self.database_url),
                 f"{prefix}HTTP_PORT": str(self.ports[name]), f"{prefix}HTTP_HOST": "127.0.0.1",
-                "PYTHONUNBUFFERED": "1", **self.env}
+                "PYTHONUNBUFFERED": "1", **self.registry_env(), **self.env}
+
+    def registry_env(self) -> dict[str, str]:
+        """The MLflow store the services share: the one the environment names, else the local store in this
+        stack's folder (so a test's stack never reads a developer's models)."""
+        given = {**os.environ, **self.env}
+        if given.get("QUORUM_MLFLOW_TRACKING_URI") or given.get("QUORUM_MLFLOW_STATE_DIR"):
+            return {}
+        return {"QUORUM_MLFLOW_STATE_DIR": str(self.base_dir)}
+
+    def ensure_model(self, data_dir: Path) -> None:
+        """No untrained first start: train and register a champion from the shared data when the store has none
+        (``quorum.learning.bootstrap``), before inference starts and loads it."""
+        from tqdm import tqdm
+
+        from quorum.backtest.report import code_version
+        from quorum.learning.bootstrap import ensure_champion
+        from quorum.learning.settings import RegistrySettings
+
+        env = {k.removeprefix("QUORUM_MLFLOW_").lower(): v for k, v in {**os.environ, **self.env,
+                                                                       **self.registry_env()}.items()
+               if k.startswith("QUORUM_MLFLOW_")}
+        registry = RegistrySettings(**env).registry()
+        with tqdm(total=100, unit="%", desc="training the first champion", disable=None, mininterval=0.5,
+                  bar_format="{desc}: {bar} {n:.0f}% [{elapsed}]") as bar:
+            def progress(p: Any) -> None:
+                bar.update(p.percent - bar.n)
+
+            ensure_champion(registry, data_dir, code_version=code_version(), say=lambda m: self.say("model", m),
+                            progress=progress)
 
     def start_service(self, name: str) -> ServiceProcess:
         proc = subprocess.Popen(

@@ -19,12 +19,15 @@ from quorum.events.control import (
     ClearEmergencyHalt,
     CloseAllPositions,
     DisconnectRouting,
+    DriftDetected,
     EngageKillSwitch,
     HaltTrading,
+    PromoteModel,
     RejectProposal,
     ReleaseKillSwitch,
     ResumeTrading,
     RiskProfileChanged,
+    RollBackModel,
     SelectModel,
     SetCouncilMode,
     SetOperatingMode,
@@ -147,7 +150,8 @@ CONSUMERS = (
     # A settled replay pauses this one for each candle's market side: a short idle pull resumes it at once.
     ConsumerSpec("features-candles", "MD", (_all(CandleClosed),), "features", idle_poll_s=0.05),
     ConsumerSpec("inference-features", "FEATURES", (_all(FeaturesComputed),), "inference"),
-    ConsumerSpec("inference-control", "CONTROL", (_all(SelectModel), _all(StartTraining)), "inference"),
+    ConsumerSpec("inference-control", "CONTROL", (_all(SelectModel), _all(PromoteModel), _all(RollBackModel)),
+                 "inference"),
     ConsumerSpec("council-predictions", "PREDICTIONS", (_all(PredictionMade),), "council"),
     ConsumerSpec("risk-decisions", "COUNCIL", (_all(DecisionMade),), "risk"),
     ConsumerSpec("risk-orders", "ORDERS", (_all(OrderUpdated),), "risk"),
@@ -170,6 +174,11 @@ CONSUMERS = (
     ConsumerSpec("matching-books", "MD", (_all(OrderBookSnapshotted),), "matching"),
     ConsumerSpec("ledger-fills", "FILLS", (_all(OrderFilled),), "ledger"),
     ConsumerSpec("ledger-candles", "MD", (_all(CandleClosed),), "ledger"),
+    # Every trainer binds this one durable: a work queue, each command goes to one of them.
+    ConsumerSpec("trainer-jobs", "CONTROL", (_all(StartTraining),), "trainer",
+                 description="training commands, shared by every trainer (a work queue)"),
+    ConsumerSpec("trainer-drift", "CONTROL", (_all(DriftDetected),), "trainer",
+                 description="inference's drift reports: a retraining job each (QUORUM_TRAINER_RETRAIN_ON_DRIFT)"),
 )
 
 KV_BUCKETS = (KvSpec("service_health", ttl_s=60.0, description="heartbeats: service -> state"),)
@@ -178,15 +187,19 @@ _CONFIRMATION = ("the owning service's confirmation of a command: its own table 
                  "awaits it live (plain subscription on the control family) and the SSE stream shows it")
 _ALERT = "an alert for operators: shown live on the SSE stream (alerts topic); nothing trades on it"
 _RECORD = "published for outside readers only: the row written in the same transaction is the record"
+_TRAINING = ("the trainer's report on a job: its training_jobs row, written in the same transaction, holds the "
+             "state (GET /training/jobs); the SSE stream shows it live")
 UNCONSUMED = (
     *((name, _CONFIRMATION) for name in (
         "BackfillStarted", "CouncilConfigurationActivated", "CouncilModeChanged", "EmergencyHaltCleared",
-        "KillSwitchReleased", "ModelSelected",
+        "KillSwitchReleased", "ModelPromoted", "ModelRolledBack", "ModelSelected",
         "OperatingModeChanged", "OrdersCancelRequested", "PositionsCloseRequested", "ProposalApproved",
         "ProposalRejected", "RoutingAuthorized", "ShutdownAcknowledged", "TradingHalted", "TradingResumed")),
     *((name, _ALERT) for name in (
         "ControlRefused", "DataSourceSwitched", "DrawdownHaltTriggered", "KillSwitchEngaged", "RiskLedgerDiverged",
         "RoutingDisconnected", "StrategyDisabled")),
+    *((name, _TRAINING) for name in (
+        "TrainingCanceled", "TrainingCompleted", "TrainingFailed", "TrainingProgressed", "TrainingStarted")),
     ("ActionAudited", _RECORD + " (audit_log, hash-chained)"),
     ("TransactionPosted", _RECORD + " (the ledger journal, hash-chained)"),
     ("EquityMarked", _RECORD + " (equity); the SSE equity topic shows it live"),

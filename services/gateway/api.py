@@ -11,12 +11,26 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from .http import install
-from .routes import admin, audit, backtests, book, configurations, controls, decisions, proposals, status, stream
+from .routes import (
+    admin,
+    audit,
+    backtests,
+    book,
+    configurations,
+    controls,
+    decisions,
+    models,
+    proposals,
+    status,
+    stream,
+    training,
+)
 from .schemas import ErrorOut
 from .settings import GatewaySettings
 
 ROUTERS = (status.router, book.router, decisions.router, audit.router, controls.router, proposals.router,
-           backtests.router, configurations.router, admin.router, stream.router)
+           backtests.router, configurations.router, admin.router, stream.router, training.router,
+           models.router)
 ANSWERS: dict[int | str, dict[str, Any]] = {  # every route may answer these; documented once, for every operation
     400: {"model": ErrorOut, "description": "malformed request: a NUL character, or an unreadable body"},
     401: {"model": ErrorOut, "description": "missing or invalid bearer token"},

@@ -48,6 +48,7 @@ from quorum.types import Action, OperatingMode, OrderStatus, RiskProfile
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .model_queries import in_service_of
 from .schemas import (
     AuditOut,
     BacktestDetail,
@@ -129,6 +130,7 @@ async def status(conn: AsyncConnection, mode: str, default_profile: str,
                   killed_symbols=sorted(killed), council_modes=modes,
                   data_source=md.details if md else None,
                   model=f"{model.model_name}@{model.version}" if model else None,
+                  model_in_service=in_service_of(model),
                   services=services, last_candle_ts=last, config_hash=config_hash,
                   gates=await _gate_lines(conn, mode, config_hash, last))
 

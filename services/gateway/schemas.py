@@ -11,6 +11,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from quorum.types import CouncilMode, OperatingMode, RiskProfile
 
+from .model_schemas import ModelInServiceOut
+
 T = TypeVar("T")
 NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
@@ -57,6 +59,8 @@ class Status(_Out):
     council_modes: dict[str, str] = Field(default_factory=dict, description="symbol ('*' = default) -> mode")
     data_source: dict[str, Any] | None = Field(default=None, description="market data's source, from its heartbeat")
     model: str | None = None
+    model_in_service: ModelInServiceOut | None = Field(default=None, description="inference's model: name, "
+                                                       "version, MLflow run, how it was chosen, since when")
     services: dict[str, ServiceHealth]
     last_candle_ts: datetime | None
     config_hash: str | None = Field(default=None, description="the active configuration's hash (the services' "
@@ -351,10 +355,6 @@ class ServiceRequest(ControlRequest):
 class ModelRequest(ControlRequest):
     model_name: str = Field(min_length=1, max_length=64, examples=["baseline-momentum"])
     version: str = Field(min_length=1, max_length=64, examples=["1"])
-
-
-class TrainingRequest(ControlRequest):
-    model_name: str = Field(min_length=1, max_length=64, examples=["baseline-momentum"])
 
 
 class TokenRequest(BaseModel):

@@ -92,7 +92,7 @@ def test_quorum_train_then_evaluate_on_unseen_candles_from_the_command_line(tmp_
                       "n_estimators=40", "--train-days", "60", "--test-days", "20", "--no-backtest", "--json",
                       cwd=tmp_path)
     evaluated = _quorum("evaluate", "--model", "quorum-global@challenger", "--data", str(FILES[0]), "--from",
-                        "2021-06-01", "--to", "2021-07-31", cwd=tmp_path)
+                        "2021-06-01", "--to", "2021-08-31", cwd=tmp_path)
     refused = _quorum("evaluate", "--model", "quorum-global@champion", "--data", str(FILES[0]), cwd=tmp_path)
     bad = _quorum("train", "--data", str(FILES[0]), "--family", "lightgbm", "--param", "nope=1", cwd=tmp_path)
 
@@ -103,7 +103,7 @@ def test_quorum_train_then_evaluate_on_unseen_candles_from_the_command_line(tmp_
     assert evaluated.returncode == 0, evaluated.stderr
     found = json.loads(evaluated.stdout)
     assert found["symbols"] == ["BTC/USDT"] and found["rows_scored"] > 1000
-    assert found["start"] > "2021-06-01" and found["end"] < "2021-08-01"
+    assert found["start"] > "2021-06-01" and found["end"] < "2021-09-01"  # the warm-up (480-bar EMA) left out
     assert {"mse", "naive_mse", "direction_accuracy", "always_up_accuracy", "brier"} <= set(found)
     assert set(found["backtest"]) == {"council", "fee", "strategy", "buy_and_hold"}
     assert refused.returncode == 2 and "has no alias 'champion'" in refused.stderr

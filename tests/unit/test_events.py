@@ -25,7 +25,7 @@ COMMANDS = {"SubmitOrder", "CancelOrder", "SetOperatingMode", "ApproveProposal",
             "EngageKillSwitch", "ReleaseKillSwitch", "ClearEmergencyHalt", "CancelAllOrders", "CloseAllPositions",
             "HaltTrading", "ResumeTrading", "AuthorizeRouting", "DisconnectRouting", "StartBackfill",
             "SetCouncilMode", "SetRiskProfile", "ShutdownService", "SelectModel", "StartTraining",
-            "ActivateCouncilConfiguration"}
+            "ActivateCouncilConfiguration", "PromoteModel", "RollBackModel"}
 IRREGULAR_PAST_PARTICIPLES = {"Made"}  # DecisionMade, PredictionMade
 
 
@@ -230,8 +230,12 @@ def test_undecodable_message_is_a_value_error_so_generic_handlers_catch_it() -> 
 
 # --- the registry: events are facts, commands are requests --------------------------------------------
 
+PARTICLES = {"Back"}  # a phrasal verb's particle: ModelRolledBack reads as a fact by "Rolled"
+
+
 def _last_word(name: str) -> str:
-    return re.findall(r"[A-Z][a-z]*", name)[-1]
+    words = re.findall(r"[A-Z][a-z]*", name)
+    return words[-2] if words[-1] in PARTICLES and len(words) > 1 else words[-1]
 
 
 def test_commands_are_exactly_the_imperative_requests() -> None:

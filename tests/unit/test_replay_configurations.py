@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from quorum.backtest.config import RunnerConfig
 from quorum.backtest.replay import Configurations, as_recorded, differences, from_run
 from quorum.backtest.runner import Runner
+from quorum.events.predictions import PredictionMade
 from quorum.events.signals import DecisionMade
 
 from tests.unit.test_runner import stream
@@ -40,3 +42,34 @@ def test_a_session_without_approvals_replays_with_the_settings_alone() -> None:
     replayed = from_run(runner.run(as_recorded(runner, candles, Configurations())), runner)
 
     assert differences(expected, replayed) == []
+
+
+class _Constant:
+    """A stand-in for a registered model: always the same opinion."""
+
+    name, version, horizon, run_id = "constant", "3", 1, "run-3"
+
+    def predict_features(self, f: object) -> tuple[float | None, float]:
+        return 0.001, 0.9
+
+
+def test_the_replay_predicts_each_candle_with_the_model_recorded_for_it() -> None:
+    candles = stream(60)
+    keys = [(c.exchange, c.symbol, c.timeframe, c.ts) for c in candles]
+    models = {k: ("baseline-momentum@1" if i < 40 else "constant@3") for i, k in enumerate(keys)}
+    configs = Configurations(models=models, predictors={"constant@3": _Constant()})
+    runner = Runner(RunnerConfig.from_env())
+
+    recorder = runner.run(as_recorded(runner, candles, configs))
+
+    made = [e.payload for e in recorder.of(PredictionMade)]
+    assert [p.model_version for p in made] == ["baseline-momentum@1"] * 40 + ["constant@3"] * 20
+    assert {(p.p_up, p.expected_return, p.run_id) for p in made[40:]} == {(0.9, 0.001, "run-3")}
+    assert configs.trained_models() == {"constant@3"}
+
+
+def test_a_recorded_model_missing_from_the_registry_is_named() -> None:
+    configs = Configurations(models={("binance", "BTC/USDT", "1h", 0): "gone@7"})
+
+    with pytest.raises(LookupError, match="gone@7"):
+        configs.predictor_for("gone@7")

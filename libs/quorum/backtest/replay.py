@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from quorum.backtest.config import RunnerConfig
 from quorum.backtest.data import stored_candles
 from quorum.backtest.runner import Recorder, Runner
-from quorum.db.tables import configurations, decisions, fills, ledger_balances, orders
+from quorum.db.tables import configurations, decisions, fills, ledger_balances, orders, predictions
+from quorum.domain.models import MODELS, Predictor
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderUpdated, SubmitOrder
@@ -85,10 +86,23 @@ def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
 @dataclass(frozen=True)
 class Configurations:
     """Which optimizer configuration each recorded decision was made with (by candle key; absent or None: the
-    services' settings) and those configurations' council overrides."""
+    services' settings) and those configurations' council overrides; which model predicted each candle
+    (``models``: the predictions' ``name@version``) and those models (``predictors``; a built-in one needs none)."""
 
     by_candle: dict[tuple[Any, ...], UUID | None] = field(default_factory=dict)
     overrides: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    models: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    predictors: dict[str, Predictor] = field(default_factory=dict)
+
+    def trained_models(self) -> set[str]:
+        """The recorded ``name@version`` tags that are not built-in models (they come from the registry)."""
+        return {m for m in self.models.values() if _builtin(m) is None}
+
+    def predictor_for(self, tag: str) -> Predictor:
+        found = _builtin(tag) or self.predictors.get(tag)
+        if found is None:
+            raise LookupError(f"the recorded model {tag} is not in the registry the replay reads")
+        return found
 
     def config_for(self, base: RunnerConfig, config_id: UUID | None) -> RunnerConfig:
         """``base`` deciding as the council did with ``config_id``: its settings plus that row's overrides."""
@@ -96,6 +110,11 @@ class Configurations:
             return base
         council = RunnerConfig.from_env(council=self.overrides[config_id]).council
         return replace(base, council=council)
+
+
+def _builtin(tag: str) -> Predictor | None:
+    name, _, version = tag.partition("@")
+    return MODELS.get(name, {}).get(version)
 
 
 async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]],
@@ -114,7 +133,12 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     wanted = {v for v in used.values() if v is not None}
     rows = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
                                .where(configurations.c.id.in_(wanted)))).all() if wanted else []
-    configs = Configurations({k: v for k, v in used.items() if v is not None}, {r.id: r.overrides for r in rows})
+    pq = select(predictions.c.exchange, predictions.c.symbol, predictions.c.timeframe, predictions.c.ts,
+                predictions.c.model_version)
+    predicted = {(r.exchange, r.symbol, r.timeframe, r.ts): r.model_version for r in (await conn.execute(pq)).all()
+                 if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last}
+    configs = Configurations({k: v for k, v in used.items() if v is not None}, {r.id: r.overrides for r in rows},
+                             predicted)
     ids = {r["decision_id"] for r in found}
     oq = select(orders.c.client_order_id, orders.c.decision_id, orders.c.side, orders.c.quantity, orders.c.status,
                 orders.c.filled_quantity, orders.c.symbol, orders.c.reference_ts)
@@ -149,11 +173,15 @@ def differences(recorded_rows: dict[str, list[Row]], replayed: dict[str, list[Ro
 def as_recorded(runner: Runner, stream: Iterable[CandleClosed], configs: Configurations) -> Iterator[CandleClosed]:
     """``stream`` for ``runner.run``, switching the runner to the configuration recorded for each candle's decision
     before the candle is fed."""
-    base, current = runner.config, None
+    base, current, model = runner.config, None, None
     for candle in stream:
-        wanted = configs.by_candle.get((candle.exchange, candle.symbol, candle.timeframe, candle.ts))
+        key = (candle.exchange, candle.symbol, candle.timeframe, candle.ts)
+        wanted = configs.by_candle.get(key)
         if wanted != current:
             runner.config, current = configs.config_for(base, wanted), wanted
+        tag = configs.models.get(key)
+        if tag is not None and tag != model:
+            runner.predictor, model = configs.predictor_for(tag), tag
         yield candle
 
 

@@ -11,7 +11,7 @@ from quorum.events.base import Payload
 
 class ActionAudited(Payload):
     FAMILY = "audit"
-    PRODUCERS = ("gateway", "risk", "oms", "market_data")
+    PRODUCERS = ("gateway", "risk", "oms", "market_data", "trainer")
 
     actor: str = Field(description="USER:<token id> or SYSTEM:<service>")
     action: str

@@ -68,7 +68,7 @@ class ControlRefused(Payload):
     """A command the owning service would not carry out; a refusal is an event, never an exception."""
 
     FAMILY = "control"
-    PRODUCERS = ("risk", "oms", "inference", "council")
+    PRODUCERS = ("risk", "oms", "inference", "council", "trainer")
 
     command_type: str
     reason_code: str
@@ -332,11 +332,74 @@ class ModelSelected(_Confirmation):
     previous: str | None
 
 
-class StartTraining(_Command):
+class PromoteModel(_Command):
+    """Make this registered version the champion and serve it. Inference loads and checks it first (feature set,
+    columns, age) and only then moves the registry's ``champion`` alias, so the alias never names a model that
+    was refused."""
+
+    FAMILY = "control"
+    PRODUCERS = ("gateway", "trainer")
+
+    model_name: str = Field(min_length=1, max_length=64)
+    version: str = Field(pattern=r"^[0-9]{1,9}$")
+
+
+class RollBackModel(_Command):
+    """Serve the model served before the current one again (the ``champion`` alias moves back with it)."""
+
     FAMILY = "control"
     PRODUCERS = ("gateway",)
 
-    model_name: str = Field(min_length=1, max_length=64)
+    model_name: str = Field(min_length=1, max_length=64, description="the model in service (a guard)")
+
+
+class ModelPromoted(_Confirmation):
+    FAMILY = "control"
+    PRODUCERS = ("inference",)
+
+    model_name: str
+    version: str
+    run_id: str | None
+    previous: str | None = Field(description="the model served before, name@version")
+    previous_champion: str | None = Field(description="the version the champion alias named before (None: none)")
+
+
+class ModelRolledBack(_Confirmation):
+    """Inference went back to the model served before: an operator asked, or the new one failed on a prediction
+    (``automatic``, with the ``error``; that candle was predicted by the restored model)."""
+
+    FAMILY = "control"
+    PRODUCERS = ("inference",)
+
+    model_name: str = Field(description="the model taken out of service")
+    version: str
+    run_id: str | None
+    restored: str = Field(description="the model in service now, name@version")
+    automatic: bool = False
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class DriftDetected(Payload):
+    """The served model's inputs or errors moved beyond the configured limits (at most once per cooldown):
+    ``psi`` holds the features past the PSI limit against the reference distribution, ``error_ratio`` the rolling
+    MSE of the expected return over the zero-return predictor's on the same realised returns."""
+
+    FAMILY = "control"
+    PRODUCERS = ("inference",)
+
+    model_name: str
+    model_version: str = Field(description="the registry version (or a built-in model's version)")
+    run_id: str | None
+    reasons: tuple[str, ...] = Field(min_length=1, description="feature_drift and/or prediction_error")
+    at: AwareDatetime = Field(description="open time of the candle that crossed the limit")
+    reference: str = Field(description="training (stored with the model) or live (the first rows served)")
+    psi: dict[str, float] = Field(description="feature -> population stability index, those past the limit")
+    max_psi: float | None
+    psi_limit: float
+    error_ratio: float | None
+    error_limit: float
+    rows: int = Field(ge=0, description="feature rows in the compared window")
+    error_rows: int = Field(ge=0, description="realised returns in the error window")
 
 
 class BookDifference(Frozen):
@@ -356,3 +419,75 @@ class RiskLedgerDiverged(Payload):
     mode: TradingMode
     currency: str
     differences: tuple[BookDifference, ...] = Field(min_length=1)
+
+
+class StartTraining(_Command):
+    """Run one training job. ``request`` is a ``quorum.learning.train.TrainingRequest`` as JSON, validated by the
+    trainer (a bad one is refused: ``INVALID_TRAINING_REQUEST``). Whoever sends it wrote the job's
+    ``training_jobs`` row in the same transaction; every trainer reads one shared durable consumer, so each
+    command goes to one of them. Schema 2: the first version named a model only and was always refused."""
+
+    FAMILY = "control"
+    PRODUCERS = ("gateway", "trainer")
+    SCHEMA_VERSION = 2
+
+    job_id: UUID
+    request: dict[str, Any]
+
+
+class TrainingStarted(_Confirmation):
+    """A trainer claimed the job (``takeover``: from a trainer whose lease ran out) and is running it."""
+
+    FAMILY = "control"
+    PRODUCERS = ("trainer",)
+
+    job_id: UUID
+    trainer: str
+    takeover: bool = False
+
+
+class TrainingProgressed(Payload):
+    """Where a running job is; at most one a second per job."""
+
+    FAMILY = "control"
+    PRODUCERS = ("trainer",)
+
+    job_id: UUID
+    stage: str
+    percent: float = Field(ge=0, le=100)
+    fold: int | None = None
+    folds: int | None = None
+    elapsed_s: float = Field(ge=0)
+
+
+class TrainingCompleted(Payload):
+    """The job registered its model (alias ``challenger``) and the promotion gate gave its verdict; ``promoted``:
+    it passed every check and automatic promotion is on, so the trainer asked inference to promote it."""
+
+    FAMILY = "control"
+    PRODUCERS = ("trainer",)
+
+    job_id: UUID
+    model_name: str
+    version: str
+    run_id: str
+    verdict: dict[str, Any] = Field(description="promote, the failed checks, and each check with its detail")
+    promoted: bool
+
+
+class TrainingFailed(Payload):
+    FAMILY = "control"
+    PRODUCERS = ("trainer",)
+
+    job_id: UUID
+    error: str
+
+
+class TrainingCanceled(Payload):
+    """An operator canceled the job: a running one stopped at its next progress report, a queued one never ran."""
+
+    FAMILY = "control"
+    PRODUCERS = ("trainer", "gateway")
+
+    job_id: UUID
+    detail: str = ""

@@ -335,6 +335,8 @@ class TrainedModel:
     estimator: Any
     residual_std: float
     mean_abs_return: float
+    extras: Mapping[str, str] = field(default_factory=dict, compare=False)  # travels in model.json, e.g. the
+    # training distribution drift is measured against (``quorum.learning.drift``)
     _row: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -380,7 +382,7 @@ class TrainedModel:
             "format_version": FORMAT_VERSION, "spec": self.spec.model_dump(mode="json"),
             "feature_columns": list(self.feature_columns), "feature_set": self.feature_set,
             "normalizer": self.normalizer.to_dict(), "residual_std": self.residual_std,
-            "mean_abs_return": self.mean_abs_return, "estimator_file": adapter.filename,
+            "mean_abs_return": self.mean_abs_return, "estimator_file": adapter.filename, "extras": dict(self.extras),
         }
         (directory / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
 
@@ -397,7 +399,8 @@ class TrainedModel:
         return cls(spec=spec, feature_columns=tuple(meta["feature_columns"]), feature_set=meta["feature_set"],
                    normalizer=Normalizer.from_dict(meta["normalizer"]),
                    estimator=_ADAPTERS[spec.family].load(directory / meta["estimator_file"]),
-                   residual_std=float(meta["residual_std"]), mean_abs_return=float(meta["mean_abs_return"]))
+                   residual_std=float(meta["residual_std"]), mean_abs_return=float(meta["mean_abs_return"]),
+                   extras={str(k): str(v) for k, v in meta.get("extras", {}).items()})
 
 
 def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, feature_columns: Sequence[str],

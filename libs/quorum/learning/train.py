@@ -25,6 +25,7 @@ from quorum.backtest.gates import GateReport, GateSettings, gate_each_asset
 from quorum.backtest.walkforward import Fold, WindowMode, folds
 from quorum.events.market_data import CandleClosed
 from quorum.learning.dataset import Dataset, DatasetSpec, build_dataset
+from quorum.learning.drift import DRIFT_REFERENCE, reference_of_dataset
 from quorum.learning.families import ModelSpec, TrainedModel
 from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings, Verdict, verdict
 from quorum.learning.registry import ModelVersionInfo, Registry, UnknownModelError
@@ -180,7 +181,7 @@ def train(request: TrainingRequest, candles: Sequence[CandleClosed], registry: R
             strategy = _strategy(request, ds, sc, fold_list, candles, base,
                                  lambda n, total: say("backtest", 50 + 35 * n / max(total, 1)))
     say("fit", 85)
-    final = fit_all(ds, request.model)
+    final = replace(fit_all(ds, request.model), extras={DRIFT_REFERENCE: reference_of_dataset(ds).to_json()})
     has_champion = champion is not None
     found = verdict(sc, strategy, settings, has_champion=has_champion)
     say("register", 95)

@@ -1,6 +1,7 @@
 """Controls: each a typed command to the service that owns the state (risk: halt, kill switches, profile; OMS:
 routing, operating mode, orders and positions; council: its mode; market data: backfill; inference: models),
-confirmed by it. Dangerous ones are two-step; anything live also needs the typed phrase and the master PIN."""
+confirmed by it (training jobs, which run for minutes, are queued in ``routes/training``). Dangerous ones are
+two-step; anything live also needs the typed phrase and the master PIN."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from quorum.events.control import (
     SetRiskProfile,
     ShutdownService,
     StartBackfill,
-    StartTraining,
 )
 from quorum.types import RiskProfile, TradingMode
 
@@ -47,7 +47,6 @@ from ..schemas import (
     ServiceRequest,
     SymbolScopeRequest,
     TradingModeRequest,
-    TrainingRequest,
 )
 
 PANIC_PHRASE = "SELL EVERYTHING"
@@ -186,12 +185,6 @@ async def select_model(actor: Actor, commands: Cmd, body: ModelRequest) -> Any:
     """Select (promote) the model version inference serves; refused for an unregistered one."""
     return await commands.control(SelectModel, "model_select", actor, body.reason, model_name=body.model_name,
                                   version=body.version)
-
-
-@router.post("/controls/model/train", response_model=ControlResult, responses=CONTROL_RESPONSES)
-async def train_model(actor: Actor, commands: Cmd, body: TrainingRequest) -> Any:
-    """Ask for a training run (inference answers; this build refuses with TRAINING_UNAVAILABLE)."""
-    return await commands.control(StartTraining, "model_train", actor, body.reason, model_name=body.model_name)
 
 
 @router.post("/controls/shutdown", response_model=ControlResult, responses=CONTROL_RESPONSES)

@@ -15,7 +15,9 @@ from quorum.events.base import UndecodableMessage, decode
 from quorum.events.control import (
     ControlRefused,
     DrawdownHaltTriggered,
+    DriftDetected,
     KillSwitchEngaged,
+    ModelRolledBack,
     RiskLedgerDiverged,
     RoutingDisconnected,
 )
@@ -30,7 +32,8 @@ from ..deps import Bus, Reader
 
 ALERT_EVENTS = (DrawdownHaltTriggered, KillSwitchEngaged, ControlRefused, StrategyDisabled, DataSourceSwitched,
                 RoutingDisconnected,  # routing off (an OMS restart does it): trading has stopped
-                RiskLedgerDiverged)  # risk's cash or positions disagree with the ledger's, for good
+                RiskLedgerDiverged,  # risk's cash or positions disagree with the ledger's, for good
+                DriftDetected, ModelRolledBack)  # the served model drifted, or failed and was taken out of service
 TOPICS: dict[str, tuple[str, ...]] = {
     "equity": (subject(EquityMarked),),
     "fills": (subject(OrderFilled),),

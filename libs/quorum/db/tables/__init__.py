@@ -17,6 +17,7 @@ from quorum.db.tables import (
     feature_store,
     gateway,
     inference,
+    learning,
     ledger,
     market_data,
     matching,
@@ -39,6 +40,7 @@ from quorum.db.tables.council import (
 from quorum.db.tables.feature_store import features
 from quorum.db.tables.gateway import api_tokens, audit_log, confirmation_tokens, exchange_keys, master_pin
 from quorum.db.tables.inference import model_selection, predictions
+from quorum.db.tables.learning import training_jobs
 from quorum.db.tables.ledger import equity, ledger_balances, ledger_entries, ledger_transactions, positions
 from quorum.db.tables.market_data import (
     backfill_checkpoints,
@@ -67,7 +69,7 @@ HYPERTABLES = ("candles", "features", "predictions", "equity", "order_book_snaps
 OWNERS: dict[str, str] = {
     table.name: module.OWNER
     for module in (market_data, feature_store, inference, council, risk, oms, matching, ledger, gateway, backtest,
-                   optimizer, messaging)
+                   optimizer, learning, messaging)
     for table in vars(module).values()
     if isinstance(table, Table)
 }
@@ -126,4 +128,5 @@ __all__ = [
     "signals",
     "strategy_failures",
     "trade_proposals",
+    "training_jobs",
 ]
