@@ -69,6 +69,13 @@ def add_parsers(subparsers: Any) -> None:
     _registry_options(e)
     e.set_defaults(func=_guarded("evaluate", cmd_evaluate))
 
+    b = subparsers.add_parser("bootstrap-model", help="train and register a first champion from the shared data "
+                                                      "when the registry has none (what `quorum dev` does first)")
+    b.add_argument("--data-dir", type=Path, default=None,
+                   help="the shared data folder (default: QUORUM_DATA_DIR, else ../shared/data)")
+    _registry_options(b)
+    b.set_defaults(func=_guarded("bootstrap-model", cmd_bootstrap))
+
 
 def _guarded(name: str, command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
@@ -212,4 +219,17 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise InputError(" ".join(str(exc).split())) from None
     print(json.dumps(found, sort_keys=True, default=str), file=out)
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from quorum.backtest.report import code_version
+    from quorum.cli import default_data_dir
+    from quorum.learning.bootstrap import ensure_champion
+
+    found = ensure_champion(_registry(args), args.data_dir or default_data_dir(), code_version=code_version(),
+                            say=lambda line: print(line, file=out))
+    if found is None:
+        return 1
+    print(f"champion: {found.name}:{found.version} (run {found.run_id})", file=out)
     return 0
