@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from quorum.backtest.data import from_files
+from quorum.learning.bootstrap import ensure_champion
 from quorum.learning.dataset import DatasetSpec
 from quorum.learning.families import ModelSpec
 from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings
@@ -108,3 +109,19 @@ def test_quorum_train_then_evaluate_on_unseen_candles_from_the_command_line(tmp_
     assert set(found["backtest"]) == {"council", "fee", "strategy", "buy_and_hold"}
     assert refused.returncode == 2 and "has no alias 'champion'" in refused.stderr
     assert bad.returncode == 2 and "unknown lightgbm params ['nope']" in bad.stderr
+
+
+def test_a_first_start_trains_one_champion_and_later_starts_keep_it(tmp_path: Path) -> None:
+    registry = Registry.local(tmp_path / "state")
+    said: list[str] = []
+
+    first = ensure_champion(registry, FILES[0].parents[1], code_version="test", say=said.append)
+    again = ensure_champion(registry, FILES[0].parents[1], code_version="test", say=said.append)
+    without = ensure_champion(Registry.local(tmp_path / "other"), tmp_path / "no-data", code_version="test",
+                              say=said.append)
+
+    assert first is not None and again is not None and first.version == again.version == "1"
+    assert set(first.aliases) == {CHALLENGER, CHAMPION}
+    assert first.tags["promotion"].startswith("failed: ")  # promoted anyway: there was no champion to beat
+    assert without is None and "NO TRAINED MODEL" in said[-1]
+    assert sum("training" in line for line in said) == 1
