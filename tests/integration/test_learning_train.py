@@ -18,6 +18,7 @@ from quorum.learning.dataset import DatasetSpec
 from quorum.learning.families import ModelSpec
 from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings
 from quorum.learning.registry import Registry
+from quorum.learning.search import SPACES, SearchBudget
 from quorum.learning.train import FoldPlan, TrainingRequest, train
 
 from tests.support import data_file
@@ -125,3 +126,19 @@ def test_a_first_start_trains_one_champion_and_later_starts_keep_it(tmp_path: Pa
     assert first.tags["promotion"].startswith("failed: ")  # promoted anyway: there was no champion to beat
     assert without is None and "NO TRAINED MODEL" in said[-1]
     assert sum("training" in line for line in said) == 1
+
+
+def test_a_search_budget_tunes_on_rows_before_the_first_test_window_and_is_reproducible(candles: list,
+                                                                                        tmp_path: Path) -> None:
+    registry = Registry.local(tmp_path)
+    request = REQUEST.model_copy(update={"search": SearchBudget(trials=3), "strategy_backtest": False,
+                                         "folds": FoldPlan(train_days=90, test_days=15)})
+
+    first = train(request, candles, registry, code_version="test")
+    second = train(request, candles, registry, code_version="test")
+
+    assert first.search is not None and first.search == second.search
+    assert first.search.until == first.score.folds[0].fold.test_start
+    assert set(SPACES[request.model.family]) <= set(first.search.params)
+    assert first.score.metrics == second.score.metrics
+    assert json.loads(first.version.tags["search"])["params"] == first.search.params

@@ -46,6 +46,9 @@ def add_parsers(subparsers: Any) -> None:
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter of the family (repeatable), e.g. n_estimators=300")
     t.add_argument("--seed", type=int, default=7)
+    t.add_argument("--search-trials", type=int, default=0, metavar="N",
+                   help="tune the family's parameters first (N Optuna trials on the rows before the first test "
+                        "window; the primary metric), then score the choice like hand-set parameters")
     t.add_argument("--horizon", type=int, default=1, help="label horizon in bars")
     t.add_argument("--lags", default="", help="lagged copies of every feature, e.g. 1,2,3")
     t.add_argument("--extra-timeframe", action="append", default=[], metavar="TF",
@@ -132,7 +135,8 @@ def _request(args: argparse.Namespace, symbols: tuple[str, ...]) -> Any:
             model=ModelSpec(family=args.family, task=args.task, params=_params(args.param), seed=args.seed),
             folds=FoldPlan(train_days=args.train_days, test_days=args.test_days, embargo_bars=args.embargo_bars,
                            mode="expanding" if args.expanding else "rolling"),
-            strategy_backtest=not args.no_backtest)
+            strategy_backtest=not args.no_backtest,
+            search=None if not args.search_trials else {"trials": args.search_trials})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "request"
@@ -192,6 +196,11 @@ def cmd_train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"{bench.get('max_drawdown', 0):.2%}", file=out)
     if summary["strategy_skipped"]:
         print(f"no strategy backtest: {summary['strategy_skipped']}", file=out)
+    if summary["search"]:
+        found = summary["search"]
+        print(f"search: {found['trials']} trials on the rows before {found['until']}, best {found['value']:.4g}: "
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in sorted(found["params"].items())), file=out)
     for check in summary["verdict"]["checks"]:
         print(f"  {'pass' if check['passed'] else 'FAIL'} {check['name']}: {check['detail']}", file=out)
     print("promoted to champion" if summary["promoted"] else

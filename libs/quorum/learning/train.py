@@ -10,6 +10,7 @@ own portfolio, so its gate reports are per asset like any configuration's.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from quorum.learning.families import ModelSpec, TrainedModel
 from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings, Verdict, verdict
 from quorum.learning.registry import ModelVersionInfo, Registry, UnknownModelError
 from quorum.learning.scoring import ModelScore, fit_all, score
+from quorum.learning.search import SearchBudget, SearchResult, search
 from quorum.learning.serving import ServedModel, compatibility
 from quorum.times import from_ms, timeframe_step, to_ms
 
@@ -63,6 +65,8 @@ class TrainingRequest(BaseModel):
     model: ModelSpec = ModelSpec(family="lightgbm", task="classification")  # type: ignore[arg-type]
     folds: FoldPlan = FoldPlan()
     strategy_backtest: bool = Field(default=True, description="backtest the model-driven council on the folds")
+    search: SearchBudget | None = Field(default=None, description="tune the family's parameters first, on the "
+                                                                  "rows before the first test window")
 
     @model_validator(mode="after")
     def _global_models_know_the_symbol(self) -> TrainingRequest:
@@ -89,6 +93,7 @@ class TrainingResult:
     strategy_skipped: str | None  # why there is no strategy backtest
     verdict: Verdict
     promoted: bool
+    search: SearchResult | None = None
 
     def summary(self) -> dict[str, Any]:
         m = self.score.metrics
@@ -102,7 +107,7 @@ class TrainingResult:
                     k: self.score.champion[k] for k in ("mse", "direction_accuracy", "brier")},
                 "strategy": {a: r.walk_forward.get("oos", {}).get("metrics", {}) for a, r in self.strategy.items()},
                 "strategy_skipped": self.strategy_skipped, "verdict": self.verdict.as_dict(),
-                "promoted": self.promoted}
+                "promoted": self.promoted, "search": None if self.search is None else self.search.as_dict()}
 
 
 def frames_of(candles: Sequence[CandleClosed]) -> dict[str, pl.DataFrame]:
@@ -169,9 +174,16 @@ def train(request: TrainingRequest, candles: Sequence[CandleClosed], registry: R
         raise ValueError(f"the range {start.isoformat()} to {end.isoformat()} is shorter than one fold "
                          f"({request.folds.train_days} + {request.folds.test_days} days)")
     champion = _champion(registry, request.model_name)
-    say("folds", 5)
-    sc = score(ds, request.model, fold_list, champion=champion,
-               progress=lambda n, total: say("folds", 5 + 45 * n / total, n, total))
+    spec, searched = request.model, None
+    if request.search is not None:
+        say("search", 5)
+        searched = search(ds, spec, request.search, fold_list,
+                          progress=lambda n, total: say("search", 5 + 20 * n / total, n, total))
+        spec = spec.model_copy(update={"params": searched.params})
+    say("folds", 25 if searched else 5)
+    sc = score(ds, spec, fold_list, champion=champion,
+               progress=lambda n, total: say("folds", (25 if searched else 5) + (25 if searched else 45) * n / total,
+                                             n, total))
     strategy: dict[str, GateReport] = {}
     skipped = None if request.strategy_backtest else "not asked for"
     if request.strategy_backtest:
@@ -181,7 +193,7 @@ def train(request: TrainingRequest, candles: Sequence[CandleClosed], registry: R
             strategy = _strategy(request, ds, sc, fold_list, candles, base,
                                  lambda n, total: say("backtest", 50 + 35 * n / max(total, 1)))
     say("fit", 85)
-    final = replace(fit_all(ds, request.model), extras={DRIFT_REFERENCE: reference_of_dataset(ds).to_json()})
+    final = replace(fit_all(ds, spec), extras={DRIFT_REFERENCE: reference_of_dataset(ds).to_json()})
     has_champion = champion is not None
     found = verdict(sc, strategy, settings, has_champion=has_champion)
     say("register", 95)
@@ -195,6 +207,8 @@ def train(request: TrainingRequest, candles: Sequence[CandleClosed], registry: R
             "promotion": "passed" if found.promote else "failed: " + ", ".join(found.failed),
             "range": f"{start.isoformat()}/{end.isoformat()}"}
     params = {"folds": request.folds.model_dump_json()}
+    if searched is not None:
+        tags["search"] = json.dumps(searched.as_dict(), sort_keys=True)
     info = registry.log_model(request.model_name, final, params=params, metrics=metrics,
                               fold_metrics=[_flat(f.metrics) for f in sc.folds], tags=tags,
                               example=ds.feature_matrix()[:5])
@@ -204,7 +218,7 @@ def train(request: TrainingRequest, candles: Sequence[CandleClosed], registry: R
         registry.set_alias(request.model_name, CHAMPION, info.version)
     info = next(v for v in registry.versions(request.model_name) if v.version == info.version)
     say("done", 100)
-    return TrainingResult(info, ds, sc, strategy, skipped, found, promoted)
+    return TrainingResult(info, ds, sc, strategy, skipped, found, promoted, searched)
 
 
 def dataset_spec_of(info: ModelVersionInfo) -> DatasetSpec:
