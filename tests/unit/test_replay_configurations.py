@@ -73,3 +73,13 @@ def test_a_recorded_model_missing_from_the_registry_is_named() -> None:
 
     with pytest.raises(LookupError, match="gone@7"):
         configs.predictor_for("gone@7")
+
+
+def test_candles_a_running_stack_has_not_decided_yet_are_left_out_of_the_comparison() -> None:
+    from quorum.backtest.replay import _decided
+
+    candles = stream(10)
+    found = [{"exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe, "ts": c.ts} for c in candles[:7]]
+
+    assert _decided(candles, found) == candles[:7]
+    assert _decided(candles, []) == []

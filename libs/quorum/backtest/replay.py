@@ -28,6 +28,7 @@ from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderUpdated, SubmitOrder
 from quorum.events.signals import DecisionMade
+from quorum.times import candle_close
 
 Row = dict[str, Any]
 KEYS = {"decisions": ("exchange", "symbol", "timeframe", "ts"), "orders": ("client_order_id",),
@@ -117,6 +118,16 @@ def _builtin(tag: str) -> Predictor | None:
     return MODELS.get(name, {}).get(version)
 
 
+def _decided(stream: list[CandleClosed], found: list[Row]) -> list[CandleClosed]:
+    """The candles up to each series' last recorded decision: on a running stack the newest candles may still be
+    on their way through the services (stored, not decided yet); they are not compared."""
+    newest: dict[tuple[str, str, str], datetime] = {}
+    for r in found:
+        key = (r["exchange"], r["symbol"], r["timeframe"])
+        newest[key] = max(r["ts"], newest.get(key, r["ts"]))
+    return [c for c in stream if (at := newest.get((c.exchange, c.symbol, c.timeframe))) is not None and c.ts <= at]
+
+
 async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed], dict[str, list[Row]],
                                                                Configurations]:
     """The stored candles of ``rng``, what the services recorded for them and the configurations they decided
@@ -129,6 +140,7 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
                 decisions.c.configuration_id)
     found = [dict(r._mapping) for r in (await conn.execute(dq)).all()
              if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last]
+    stream = _decided(stream, found)
     used = {(r["exchange"], r["symbol"], r["timeframe"], r["ts"]): r.pop("configuration_id") for r in found}
     wanted = {v for v in used.values() if v is not None}
     rows = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
@@ -148,7 +160,9 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     coids = {r.client_order_id for r in placed}
     fq = select(fills.c.fill_id, fills.c.client_order_id, fills.c.side, fills.c.price, fills.c.quantity, fills.c.ts,
                 fills.c.fee, fills.c.fee_currency)
-    filled = [r._mapping for r in (await conn.execute(fq)).all() if r.client_order_id in coids]
+    cutoff = max((candle_close(c.ts, c.timeframe) for c in stream), default=None)  # fills of undecided candles: out
+    filled = [r._mapping for r in (await conn.execute(fq)).all()
+              if r.client_order_id in coids and cutoff is not None and r.ts <= cutoff]
     balances = [r._mapping for r in (await conn.execute(select(ledger_balances.c.account, ledger_balances.c.amount)))]
     order_rows = [{k: v for k, v in r._mapping.items() if k not in ("decision_id", "symbol", "reference_ts")}
                   for r in placed]
