@@ -33,6 +33,7 @@ SMA2 = FeatureSetSpec(indicators=(SmaSpec(period=2),), normalize=())
 # The services' set without the trend's 480-bar EMA: the same indicators with a warm-up that small frames (and the
 # daily bars of two years) get out of.
 SHORT = FeatureSetSpec(indicators=tuple(i for i in DEFAULT_INDICATORS if getattr(i, "period", None) != 480))
+MECHANICS: dict[str, Any] = {"feature_set": SHORT, "scale_free": False}  # every feature: the cases test mechanics
 
 
 def bars(closes: list[float] | np.ndarray, start_ms: int = T0_MS, ts: list[int] | None = None) -> pl.DataFrame:
@@ -70,7 +71,7 @@ def real_two_years() -> dict[str, pl.DataFrame]:
                                                                                        "binance_ETHUSDT_1h.csv")])
 
 
-TWO_YEARS = DatasetSpec(feature_set=SHORT, start=datetime(2022, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC),
+TWO_YEARS = DatasetSpec(**MECHANICS, start=datetime(2022, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC),
                         lags=(1, 3),
                         extra_timeframes=("4h", "1d"), symbol_feature=True)
 
@@ -87,7 +88,7 @@ def test_training_features_equal_what_the_streaming_engine_computes_for_the_same
     streamed = {int(c.ts.timestamp()) * 1000: engine.update(c) for c in closed}
 
     ds = build_dataset({"BTC/USDT": ohlcv_frame(rows)}, DatasetSpec(symbols=("BTC/USDT",), feature_set=spec,
-                                                                    lags=(1,)))
+                                                                    scale_free=False, lags=(1,)))
 
     assert len(closed) == 1000 and ds.frame.height > 400
     stamps = sorted(streamed)
@@ -100,7 +101,7 @@ def test_training_features_equal_what_the_streaming_engine_computes_for_the_same
 
 def test_labels_are_the_log_return_horizon_bars_ahead_and_its_sign_and_warm_up_rows_are_dropped() -> None:
     closes = [100.0, 110.0, 99.0, 105.0, 98.0, 105.0, 120.0]
-    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2, horizon=2)
+    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2, scale_free=False, horizon=2)
 
     frame = build_dataset({"BTC/USDT": bars(closes)}, spec).frame
 
@@ -114,7 +115,7 @@ def test_labels_are_the_log_return_horizon_bars_ahead_and_its_sign_and_warm_up_r
 
 def test_a_row_whose_label_candle_falls_in_a_gap_is_dropped_and_the_gap_is_reported() -> None:
     ts = [T0_MS + i * HOUR for i in (0, 1, 2, 5, 6, 7)]  # 03:00 and 04:00 missing
-    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2)
+    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2, scale_free=False)
 
     ds = build_dataset({"BTC/USDT": bars([10.0, 11.0, 12.0, 13.0, 14.0, 15.0], ts=ts)}, spec)
 
@@ -124,7 +125,7 @@ def test_a_row_whose_label_candle_falls_in_a_gap_is_dropped_and_the_gap_is_repor
 
 
 def test_lags_hold_the_feature_k_bars_earlier() -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(1, 4))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), lags=(1, 4))
 
     frame = build_dataset({"BTC/USDT": random_walk(500, seed=1)}, spec).frame
 
@@ -134,7 +135,7 @@ def test_lags_hold_the_feature_k_bars_earlier() -> None:
 
 def test_higher_timeframe_features_come_from_the_last_closed_higher_bar() -> None:
     candles_1h = random_walk(24 * 40, seed=2)
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), extra_timeframes=("4h",))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), extra_timeframes=("4h",))
     four_hourly = compute_features(resample(candles_1h, "4h"), spec.feature_set, threads=1)
 
     frame = build_dataset({"BTC/USDT": candles_1h}, spec).frame
@@ -147,7 +148,7 @@ def test_higher_timeframe_features_come_from_the_last_closed_higher_bar() -> Non
 
 
 def test_rows_are_sorted_by_time_then_symbol_with_the_symbol_code_as_a_feature() -> None:
-    spec = DatasetSpec(symbols=("ETH/USDT", "BTC/USDT"), feature_set=SMA2, symbol_feature=True)
+    spec = DatasetSpec(symbols=("ETH/USDT", "BTC/USDT"), feature_set=SMA2, scale_free=False, symbol_feature=True)
 
     ds = build_dataset({"BTC/USDT": bars([1.0, 2.0, 3.0, 4.0]), "ETH/USDT": bars([5.0, 6.0, 7.0, 8.0])}, spec)
 
@@ -160,10 +161,10 @@ def test_rows_are_sorted_by_time_then_symbol_with_the_symbol_code_as_a_feature()
 def test_start_keeps_earlier_candles_for_warm_up_and_end_cuts_candles_before_labels_are_made() -> None:
     candles_1h = random_walk(600, seed=3)
     start, end = T0 + timedelta(hours=300), T0 + timedelta(hours=500)
-    whole = build_dataset({"BTC/USDT": candles_1h}, DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))).frame
+    whole = build_dataset({"BTC/USDT": candles_1h}, DatasetSpec(**MECHANICS, symbols=("BTC/USDT",))).frame
 
     frame = build_dataset({"BTC/USDT": candles_1h},
-                          DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), start=start, end=end)).frame
+                          DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), start=start, end=end)).frame
 
     window = whole.filter(pl.col("ts").is_between(T0_MS + 300 * HOUR, T0_MS + 498 * HOUR))
     assert frame["ts"].to_list() == [T0_MS + h * HOUR for h in range(300, 499)]  # 499's label opens at end
@@ -171,7 +172,7 @@ def test_start_keeps_earlier_candles_for_warm_up_and_end_cuts_candles_before_lab
 
 
 def test_a_transform_adds_its_columns_after_the_spec_features() -> None:
-    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2)
+    spec = DatasetSpec(symbols=("BTC/USDT",), feature_set=SMA2, scale_free=False)
 
     ds = build_dataset({"BTC/USDT": bars([10.0, 11.0, 12.0, 13.0])}, spec, transforms=[previous_return])
 
@@ -184,7 +185,7 @@ def test_a_transform_adds_its_columns_after_the_spec_features() -> None:
 
 def test_content_hash_is_stable_across_builds_and_chunking_and_changes_with_one_close() -> None:
     candles_1h = random_walk(500, seed=4)
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",))
     chunked = pl.concat([candles_1h[:123], candles_1h[123:321], candles_1h[321:]], rechunk=False)
     closes = candles_1h["close"].to_list()
     closes[400] *= 1.0001
@@ -200,14 +201,14 @@ def test_content_hash_is_stable_across_builds_and_chunking_and_changes_with_one_
 
 
 def test_spec_hash_is_stable_names_the_same_instant_alike_and_changes_with_any_field() -> None:
-    base = DatasetSpec(feature_set=SHORT, start=T0)
-    same_instant = DatasetSpec(feature_set=SHORT, start=T0.astimezone(timezone(timedelta(hours=2))))
+    base = DatasetSpec(**MECHANICS, start=T0)
+    same_instant = DatasetSpec(**MECHANICS, start=T0.astimezone(timezone(timedelta(hours=2))))
 
-    assert base.hash() == DatasetSpec(feature_set=SHORT, start=T0).hash() == same_instant.hash()
+    assert base.hash() == DatasetSpec(**MECHANICS, start=T0).hash() == same_instant.hash()
     assert base.hash().startswith("ds1-") and len(base.hash()) == 16
-    others = [base.model_copy(update={"horizon": 2}), DatasetSpec(feature_set=SHORT, start=T0, lags=(1,)),
-              DatasetSpec(start=T0, feature_set=SMA2),
-              DatasetSpec(feature_set=SHORT, start=T0, symbol_feature=True)]
+    others = [base.model_copy(update={"horizon": 2}), DatasetSpec(**MECHANICS, start=T0, lags=(1,)),
+              DatasetSpec(start=T0, feature_set=SMA2, scale_free=False),
+              DatasetSpec(**MECHANICS, start=T0, symbol_feature=True)]
     assert len({base.hash(), *(o.hash() for o in others)}) == 5
 
 
@@ -216,7 +217,7 @@ def test_spec_hash_is_stable_names_the_same_instant_alike_and_changes_with_any_f
 
 @pytest.mark.parametrize("transform", [next_close, centred_mean, over_series_mean])
 def test_leakage_check_names_a_feature_that_reads_future_candles(transform: Callable[..., Any]) -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(1,))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), lags=(1,))
 
     leaking = leakage_check({"BTC/USDT": random_walk(400, seed=5)}, spec, transforms=[transform])
 
@@ -224,7 +225,7 @@ def test_leakage_check_names_a_feature_that_reads_future_candles(transform: Call
 
 
 def test_build_refuses_a_planted_next_close_feature_naming_it_and_the_probe_time() -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",))
     candles_1h = random_walk(400, seed=6)
 
     with pytest.raises(LeakageError, match="next_close") as caught:
@@ -237,7 +238,7 @@ def test_build_refuses_a_planted_next_close_feature_naming_it_and_the_probe_time
 
 
 def test_an_honest_transform_passes_the_leakage_check() -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), lags=(2,), extra_timeframes=("4h",))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), lags=(2,), extra_timeframes=("4h",))
 
     assert leakage_check({"BTC/USDT": random_walk(800, seed=7)}, spec, transforms=[previous_return], probes=5) == []
 
@@ -281,7 +282,7 @@ def _close_at(df: pl.DataFrame, value: float) -> pl.DataFrame:
 ])
 def test_bad_candles_are_refused_naming_the_symbol_and_what_is_wrong(mutate: Callable[[pl.DataFrame], pl.DataFrame],
                                                                       message: str) -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",))
 
     with pytest.raises(ValueError, match=f"BTC/USDT: .*{message}"):
         build_dataset({"BTC/USDT": mutate(random_walk(300, seed=8))}, spec)
@@ -289,17 +290,17 @@ def test_bad_candles_are_refused_naming_the_symbol_and_what_is_wrong(mutate: Cal
 
 def test_a_symbol_without_candles_is_refused() -> None:
     with pytest.raises(ValueError, match=r"no candles for ETH/USDT; got candles for \['BTC/USDT'\]"):
-        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(feature_set=SHORT))
+        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(**MECHANICS))
 
 
 def test_a_transform_that_drops_rows_is_refused() -> None:
     with pytest.raises(ValueError, match="must return the frame it got"):
-        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",)),
+        build_dataset({"BTC/USDT": random_walk(300, seed=9)}, DatasetSpec(**MECHANICS, symbols=("BTC/USDT",)),
                       transforms=[lambda df: df.head(10)])
 
 
 def test_a_window_without_rows_is_refused() -> None:
-    spec = DatasetSpec(feature_set=SHORT, symbols=("BTC/USDT",), start=T0 + timedelta(days=365))
+    spec = DatasetSpec(**MECHANICS, symbols=("BTC/USDT",), start=T0 + timedelta(days=365))
 
     with pytest.raises(ValueError, match="no complete rows at or after start"):
         build_dataset({"BTC/USDT": random_walk(300, seed=9)}, spec)
@@ -321,7 +322,7 @@ def test_a_window_without_rows_is_refused() -> None:
 ])
 def test_a_bad_spec_is_refused_with_a_message_naming_the_field(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        DatasetSpec(feature_set=SHORT, **fields)
+        DatasetSpec(**MECHANICS, **fields)
 
 
 # --- files -----------------------------------------------------------------------------------------------------
@@ -342,3 +343,15 @@ def test_frames_from_files_refuse_an_unnamed_file_and_two_files_of_one_symbol(tm
         frames_from_files([unnamed])
     with pytest.raises(ValueError, match="both hold BTC/USDT"):
         frames_from_files([data_file("ohlcv", "binance_BTCUSDT_1h.csv"), data_file("ohlcv", "binance_BTCUSDT_1m.csv")])
+
+
+def test_by_default_the_dataset_leaves_out_features_that_scale_with_the_price_level() -> None:
+    spec = DatasetSpec(symbols=("BTC/USDT",), lags=(1,), extra_timeframes=("4h",))
+
+    columns = spec.base_columns()
+
+    assert {"rsi_14", "bb_20_2_pctb", "obv_z100", "atr_14_z100", "close_over_ema_480", "rsi_14_lag1",
+            "4h_rsi_14"} <= set(columns)
+    assert not {"sma_20", "ema_20", "bb_20_2_upper", "atr_14", "obv", "vwap_20", "fib_0.5", "macd_12_26_9_line",
+                "sma_20_lag1", "4h_obv"} & set(columns)
+    assert set(spec.model_copy(update={"scale_free": False}).base_features) == set(FeatureSetSpec().feature_names)

@@ -62,6 +62,25 @@ def _check_timeframe(timeframe: str, what: str) -> str:
     return timeframe
 
 
+PRICE_LEVEL_KINDS = frozenset({"sma", "ema", "atr", "keltner", "obv", "vwap", "session_vwap", "fib", "macd"})
+"""Indicators whose outputs are in price units or cumulate (moving averages, bands, ATR, MACD in quote currency,
+VWAPs, Fibonacci levels, OBV): a tree trained on one price regime would key on the level, and their distribution
+drifts whenever prices move. Their normalisations (z-scores, min-max over a window) are scale-free."""
+BAND_LEVELS = ("_upper", "_middle", "_lower")
+
+
+def price_scaled(feature_set: FeatureSetSpec) -> frozenset[str]:
+    """The feature names of ``feature_set`` that scale with the price level or cumulate."""
+    out: set[str] = set()
+    for ind in feature_set.indicators:
+        names = ind.names()
+        if ind.kind in PRICE_LEVEL_KINDS:
+            out.update(names)
+        elif ind.kind == "bbands":
+            out.update(n for n in names if n.endswith(BAND_LEVELS))
+    return frozenset(out)
+
+
 class DatasetSpec(BaseModel):
     """What a dataset holds; ``hash()`` names it (stored with every model trained on it)."""
 
@@ -76,6 +95,8 @@ class DatasetSpec(BaseModel):
     extra_timeframes: tuple[str, ...] = ()
     horizon: int = Field(default=1, ge=1)
     symbol_feature: bool = False
+    scale_free: bool = Field(default=True, description="only features that do not scale with the price level or "
+                                                       "cumulate (see ``price_scaled``); False: every feature")
 
     @field_validator("symbols")
     @classmethod
@@ -135,10 +156,19 @@ class DatasetSpec(BaseModel):
         """Short and the same in every process: sha256 of the canonical JSON (sorted keys, revisions included)."""
         return "ds1-" + hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
+    @property
+    def base_features(self) -> tuple[str, ...]:
+        """The feature set's features the dataset uses (the scale-free ones unless ``scale_free`` is off)."""
+        names = self.feature_set.feature_names
+        if not self.scale_free:
+            return names
+        levels = price_scaled(self.feature_set)
+        return tuple(n for n in names if n not in levels)
+
     def base_columns(self) -> tuple[str, ...]:
         """The feature columns the spec itself defines (``transforms`` add theirs after these, then
         ``symbol_code``): base features, lags (by lag, then feature), higher timeframes (by timeframe)."""
-        names = self.feature_set.feature_names
+        names = self.base_features
         lagged = tuple(f"{n}_lag{k}" for k in self.lags for n in names)
         higher = tuple(f"{tf}_{n}" for tf in self.extra_timeframes for n in names)
         return names + lagged + higher
@@ -249,7 +279,7 @@ def _gaps(symbol: str, df: pl.DataFrame, timeframe: str) -> list[Gap]:
 def _features(df: pl.DataFrame, spec: DatasetSpec, transforms: Sequence[Transform]) -> tuple[pl.DataFrame, list[str]]:
     """``ts``, ``close`` and every feature of one symbol's candles (null while warming up), and the names the
     transforms added. Causal by construction except for what ``transforms`` do: the leakage check's subject."""
-    names = spec.feature_set.feature_names
+    names = spec.base_features
     base = compute_features(df, spec.feature_set, threads=1)
     frame = df.hstack(base.drop("ts").get_columns())
     if spec.lags:
