@@ -11,9 +11,10 @@ failed checks, and later challengers must beat it through the full promotion gat
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from quorum.clock import Clock, LiveClock
 from quorum.learning.dataset import DatasetSpec
 from quorum.learning.families import ModelSpec
 from quorum.learning.promotion import CHAMPION
@@ -37,8 +38,10 @@ def bootstrap_request(last: datetime) -> TrainingRequest:
 
 
 def ensure_champion(registry: Registry, data_dir: Path, *, code_version: str, say: Callable[[str], None],
-                    progress: Callable[[Progress], None] | None = None) -> ModelVersionInfo | None:
-    """The champion, trained now if there is none; None (and a loud note) when the shared data is missing."""
+                    progress: Callable[[Progress], None] | None = None,
+                    clock: Clock | None = None) -> ModelVersionInfo | None:
+    """The champion, trained now if there is none; None (and a loud note) when the shared data is missing.
+    ``clock``: only candles closed by its now are read (default: the wall clock)."""
     try:
         return registry.load(f"{MODEL_NAME}@{CHAMPION}")[1]
     except UnknownModelError:
@@ -50,7 +53,7 @@ def ensure_champion(registry: Registry, data_dir: Path, *, code_version: str, sa
     if missing:
         say(f"NO TRAINED MODEL: {', '.join(missing)} not found (QUORUM_DATA_DIR); inference serves the baseline")
         return None
-    candles = from_files(files, now=datetime.now(UTC)).candles
+    candles = from_files(files, now=(clock or LiveClock()).now()).candles
     say(f"no champion registered: training {MODEL_NAME} on the last year of {', '.join(SYMBOLS)} 1h "
         f"({registry.tracking_uri})")
     result = train(bootstrap_request(candles[-1].ts), candles, registry, code_version=code_version,
