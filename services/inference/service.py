@@ -46,8 +46,8 @@ from quorum.events.features import FeaturesComputed
 from quorum.events.predictions import PredictionMade
 from quorum.indicators.decide import FeaturesConfig
 from quorum.indicators.spec import FeatureSetSpec
+from quorum.learning.artifacts import Model
 from quorum.learning.drift import DRIFT_REFERENCE, DriftLimits, DriftMonitor, DriftReference, Observation, Step
-from quorum.learning.families import TrainedModel
 from quorum.learning.promotion import CHAMPION
 from quorum.learning.registry import ModelVersionInfo, Registry, UnknownModelError
 from quorum.learning.serving import SYMBOL_CODE, ServedModel, compatibility
@@ -172,7 +172,7 @@ class InferenceService(Service):
         self.feature_set = feature_set or FeaturesConfig().feature_set
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="inference-registry")  # MLflow calls, one at a time
         self._registry: Registry | None = None
-        self._loaded: dict[str, tuple[TrainedModel, ModelVersionInfo]] = {}  # "name:version" -> loaded once
+        self._loaded: dict[str, tuple[Model, ModelVersionInfo]] = {}  # "name:version" -> loaded once
         self._serving = self._fresh(self._baseline(self.clock.now()), None)
 
     def handlers(self) -> dict[str, Handler]:
@@ -275,7 +275,7 @@ class InferenceService(Service):
             self._registry = self.registry_settings.registry()
         return self._registry
 
-    def _load_sync(self, ref: str) -> tuple[TrainedModel, ModelVersionInfo]:
+    def _load_sync(self, ref: str) -> tuple[Model, ModelVersionInfo]:
         if ref not in self._loaded:
             self._loaded[ref] = self._open().load(ref)
         return self._loaded[ref]
@@ -316,7 +316,7 @@ class InferenceService(Service):
             return Refusal(MODEL_LOAD_FAILED, f"{name}:{version} did not load: {type(exc).__name__}: {exc}")
         return self._checked(model, info, source, now)
 
-    def _checked(self, model: TrainedModel, info: ModelVersionInfo, source: str, now: datetime) -> Served | Refusal:
+    def _checked(self, model: Model, info: ModelVersionInfo, source: str, now: datetime) -> Served | Refusal:
         ref = f"{info.name}:{info.version}"
         try:
             predictor = served(model, info)
@@ -450,6 +450,7 @@ class InferenceService(Service):
                                     ctx.clock.now())
         if isinstance(got, Refusal):
             self._refuse(ctx, got)
+            await self._audit_system_command(ctx, cmd, "REFUSED", refusal=got)
             return
         await _stored(ctx.conn, lock=True)  # one swap at a time, in commit order
         serving = self._serving
@@ -471,7 +472,20 @@ class InferenceService(Service):
         else:
             ctx.emit(ModelSelected(actor=cmd.actor, reason=cmd.reason, model_name=got.name, version=got.version,
                                    previous=previous))
+        await self._audit_system_command(ctx, cmd, "CONFIRMED")
         ctx.after_commit.append(lambda: setattr(self, "_serving", new))
+
+    async def _audit_system_command(self, ctx: Context, cmd: SelectModel | PromoteModel, status: str,
+                                    refusal: Refusal | None = None) -> None:
+        """The outcome of a swap another component asked for (an automatic promotion): an operator's is audited by
+        the gateway when the confirmation comes back, a system's has no one else to close it."""
+        if not cmd.actor.startswith("SYSTEM:"):
+            return
+        action = "model_promote" if isinstance(cmd, PromoteModel) else "model_select"
+        details = {"model": model_tag(cmd.model_name, cmd.version), "requested_by": cmd.actor, "reason": cmd.reason}
+        if refusal is not None:
+            details.update(reason_code=refusal.code, detail=refusal.detail[:2000])
+        await self._audit(ctx, action, status, details, key=(ctx.message.event_id, action))
 
     async def _operator_roll_back(self, ctx: Context, cmd: RollBackModel) -> None:
         await _stored(ctx.conn, lock=True)

@@ -142,3 +142,36 @@ def test_a_search_budget_tunes_on_rows_before_the_first_test_window_and_is_repro
     assert set(SPACES[request.model.family]) <= set(first.search.params)
     assert first.score.metrics == second.score.metrics
     assert json.loads(first.version.tags["search"])["params"] == first.search.params
+
+
+def test_per_coin_specialists_challenge_the_global_champion_and_are_served_as_one_version(candles: list,
+                                                                                          tmp_path: Path) -> None:
+    from quorum.events.features import FeaturesComputed
+    from quorum.learning.specialists import Specialists
+    from quorum.learning.train import served
+
+    registry = Registry.local(tmp_path)
+    lenient = LearningSettings(require_gates=False)
+    global_model = train(REQUEST.model_copy(update={"strategy_backtest": False}), candles, registry,
+                         code_version="test", settings=lenient)
+    registry.set_alias("quorum-global", CHAMPION, global_model.version.version)
+    specialists = REQUEST.model_copy(update={"model": REQUEST.model.model_copy(update={"per_symbol": True})})
+
+    result = train(specialists, candles, registry, code_version="test", settings=lenient)
+    model, info = registry.load(f"quorum-global:{result.version.version}")
+
+    assert result.score.champion is not None and result.score.champion["mse"] == global_model.score.metrics["mse"]
+    assert result.score.metrics["rows"] == global_model.score.metrics["rows"]  # the same test rows
+    assert isinstance(model, Specialists) and sorted(model.members) == [0, 1]
+    assert info.tags["symbols"] == "BTC/USDT,ETH/USDT" and info.aliases == (CHALLENGER,)
+    assert set(result.strategy) == {"BTC/USDT", "ETH/USDT"}  # the council backtest ran the bundle per asset
+    predictor = served(model, info)
+    row = result.dataset.frame.row(-1, named=True)
+    values = {c: row[c] for c in model.member_columns}
+    made = {s: predictor.predict_features(FeaturesComputed(
+        exchange="binance", symbol=s, timeframe="1h", ts=START, feature_set=model.feature_set, close=100,
+        values=values))
+        for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+    assert made["BTC/USDT"] == model.members[0].predict_one(values)
+    assert made["ETH/USDT"] == model.members[1].predict_one(values)
+    assert made["BTC/USDT"] != made["ETH/USDT"] and made["SOL/USDT"] is None  # not trained on: no opinion

@@ -274,3 +274,60 @@ async def test_scheduled_and_drift_retraining_queue_one_system_job_each_through_
         ("SYSTEM:trainer", "schedule", str(found[0].id)), ("SYSTEM:trainer", "drift", str(found[1].id))]
     commands = [decode(m.data).payload for m in await stream_messages(js, "CONTROL", "quorum.control.start_training")]
     assert sorted(str(c.job_id) for c in commands) == sorted(str(r.id) for r in found)
+
+
+@pytest.fixture
+async def predictable_candles(infra: Any, database_url: str) -> None:
+    """Four months of an hourly BTC/USDT close that alternates 100 and 101: the next bar's direction is in the
+    current bar's features, so a trained model beats the zero-return predictor out of sample (real prices rarely
+    let a test rely on that)."""
+    t0 = datetime(2022, 1, 1, tzinfo=UTC)
+    values = []
+    for i in range(24 * 120):
+        close = 101 if i % 2 else 100
+        values.append({"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h", "ts": t0 + timedelta(hours=i),
+                       "open": 201 - close, "high": 101.2, "low": 99.8, "close": close, "volume": 10 + i % 3,
+                       "event_id": uuid.uuid4()})
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.execute(insert(candles), values)
+    await engine.dispose()
+
+
+async def test_a_challenger_that_passes_every_check_is_promoted_automatically_through_inference_audited_as_system(
+        infra: Any, database_url: str, predictable_candles: None, registry_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from quorum.events.control import ModelPromoted, PromoteModel
+
+    from services.inference.service import InferenceService, InferenceSettings
+
+    js = infra
+    monkeypatch.setenv("QUORUM_LEARNING_AUTO_PROMOTE", "true")
+    monkeypatch.setenv("QUORUM_LEARNING_REQUIRE_GATES", "false")  # gates need months of real trading to pass
+    body = job_body(end="2022-04-20T00:00:00Z", strategy_backtest=False)
+    body["dataset"] = {"symbols": ["BTC/USDT"], "start": "2022-01-25T00:00:00Z", "end": "2022-04-20T00:00:00Z"}
+    worker, gw = trainer(), gateway()
+    inference = InferenceService(InferenceSettings(http_port=free_port(), model_name=MODEL))
+    async with running(worker, inference, gw), client(gw) as api:
+        job_id = (await api.post("/controls/training", json=body)).json()["id"]
+        row = await until_status(database_url, job_id, "DONE", timeout=90)
+
+        async def served() -> bool:
+            return inference.serving.current.version == row.version
+
+        await until("inference to serve the promoted model", served, timeout=60)
+        status = (await api.get("/status")).json()
+
+    assert row.result["verdict"]["promote"] is True and row.result["promoted"] is True
+    assert row.result["oos"]["mse_vs_naive"] < 1
+    control = [decode(m.data) for m in await stream_messages(js, "CONTROL", "quorum.control.>")]
+    [asked] = [e.payload for e in control if isinstance(e.payload, PromoteModel)]
+    [done] = [e.payload for e in control if isinstance(e.payload, ModelPromoted)]
+    assert (asked.actor, asked.model_name, asked.version) == ("SYSTEM:trainer", MODEL, row.version)
+    assert done.version == row.version
+    [version] = RegistrySettings(state_dir=registry_dir).registry().versions(MODEL)
+    assert set(version.aliases) == {"challenger", "champion"}  # moved by inference once it loaded and checked it
+    assert status["model_in_service"]["version"] == row.version
+    audited = await rows(database_url, select(audit_log.c.actor, audit_log.c.status).where(
+        audit_log.c.action == "model_promote"))
+    assert sorted(tuple(a) for a in audited) == [("SYSTEM:inference", "CONFIRMED"), ("SYSTEM:trainer", "REQUESTED")]

@@ -46,6 +46,8 @@ def add_parsers(subparsers: Any) -> None:
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter of the family (repeatable), e.g. n_estimators=300")
     t.add_argument("--seed", type=int, default=7)
+    t.add_argument("--specialists", action="store_true",
+                   help="per-coin specialists: one model per symbol, registered and served as one version")
     t.add_argument("--search-trials", type=int, default=0, metavar="N",
                    help="tune the family's parameters first (N Optuna trials on the rows before the first test "
                         "window; the primary metric), then score the choice like hand-set parameters")
@@ -131,8 +133,9 @@ def _request(args: argparse.Namespace, symbols: tuple[str, ...]) -> Any:
             model_name=args.name,
             dataset=DatasetSpec(symbols=symbols, timeframe=timeframe, lags=lags,  # the range: the candles loaded
                                 extra_timeframes=tuple(args.extra_timeframe), horizon=args.horizon,
-                                symbol_feature=len(symbols) > 1),
-            model=ModelSpec(family=args.family, task=args.task, params=_params(args.param), seed=args.seed),
+                                symbol_feature=len(symbols) > 1 or args.specialists),
+            model=ModelSpec(family=args.family, task=args.task, params=_params(args.param), seed=args.seed,
+                            per_symbol=args.specialists),
             folds=FoldPlan(train_days=args.train_days, test_days=args.test_days, embargo_bars=args.embargo_bars,
                            mode="expanding" if args.expanding else "rolling"),
             strategy_backtest=not args.no_backtest,

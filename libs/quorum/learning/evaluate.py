@@ -14,8 +14,8 @@ import polars as pl
 
 from quorum.backtest.config import RunnerConfig
 from quorum.events.market_data import CandleClosed
+from quorum.learning.artifacts import Model
 from quorum.learning.dataset import build_dataset
-from quorum.learning.families import TrainedModel
 from quorum.learning.registry import ModelVersionInfo
 from quorum.learning.scoring import prediction_metrics
 from quorum.learning.serving import SYMBOL_CODE, compatibility
@@ -24,7 +24,7 @@ from quorum.learning.train import MODEL_COUNCIL, dataset_spec_of, frames_of, ser
 HEADLINE = ("total_return", "sharpe", "max_drawdown", "round_trips", "fees")
 
 
-def evaluate(model: TrainedModel, info: ModelVersionInfo, candles: Sequence[CandleClosed], *,
+def evaluate(model: Model, info: ModelVersionInfo, candles: Sequence[CandleClosed], *,
              symbols: Sequence[str] = (), backtest: bool = True) -> dict[str, Any]:
     trained = dataset_spec_of(info)
     present = sorted({c.symbol for c in candles})
@@ -68,7 +68,7 @@ def _iso(ms: Any) -> str | None:
     return None if ms is None else from_ms(int(ms)).isoformat()
 
 
-def _backtest(model: TrainedModel, info: ModelVersionInfo, candles: Sequence[CandleClosed]) -> dict[str, Any]:
+def _backtest(model: Model, info: ModelVersionInfo, candles: Sequence[CandleClosed]) -> dict[str, Any]:
     from quorum.backtest.engine import backtest
     from quorum.backtest.metrics import metrics_of
 

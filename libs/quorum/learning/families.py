@@ -115,6 +115,9 @@ class ModelSpec(BaseModel):
     task: Task = Task.REGRESSION
     params: dict[str, ParamValue] = Field(default_factory=dict)
     seed: int = Field(default=7, ge=0, le=2**31 - 1)
+    per_symbol: bool = Field(default=False, description="per-coin specialists: one model of the family per symbol, "
+                                                        "each on its own symbol's rows, routed by symbol_code "
+                                                        "(``quorum.learning.specialists``)")
 
     @model_validator(mode="after")
     def _known_params(self) -> ModelSpec:

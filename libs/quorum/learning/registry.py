@@ -3,7 +3,7 @@ and its model, registered as a numbered version of a named model that aliases ("
 at. Inference loads "name@alias"; promotion is moving an alias.
 
 The model is logged as an MLflow pyfunc (so MLflow's own tools can serve it) whose artifact is the
-``TrainedModel`` directory; ``Registry.load`` reads that directory back directly, not through pickle.
+``Model`` directory; ``Registry.load`` reads that directory back directly, not through pickle.
 
 MLflow is imported lazily (it takes seconds) and only through an explicit ``MlflowClient``: no global tracking
 URI is set, and every experiment this registry creates puts its artifacts under ``artifact_root``, so nothing
@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from quorum.learning.families import Family, TrainedModel
+from quorum.learning.artifacts import Model, load_model
+from quorum.learning.families import Family
 
 MODEL_ARTIFACT = "model"
 """The run's artifact folder holding the pyfunc model."""
 
 QUORUM_ARTIFACT = "quorum_model"
-"""The pyfunc's artifact key, and the folder under ``<model>/artifacts`` that holds the ``TrainedModel``."""
+"""The pyfunc's artifact key, and the folder under ``<model>/artifacts`` that holds the ``Model``."""
 
 FOLD_PREFIX = "fold/"
 """Per-fold metrics are logged as ``fold/<metric>`` with step = the fold index."""
@@ -84,7 +85,7 @@ class Registry:
 
     # --- writing -------------------------------------------------------------------------------------------
 
-    def log_model(self, name: str, model: TrainedModel, *, params: Mapping[str, Any],
+    def log_model(self, name: str, model: Model, *, params: Mapping[str, Any],
                   metrics: Mapping[str, float], fold_metrics: Sequence[Mapping[str, float]],
                   tags: Mapping[str, str], example: np.ndarray, experiment: str = "quorum") -> ModelVersionInfo:
         """One run (params, per-fold and aggregate metrics, tags), the model with its signature, registered as
@@ -130,7 +131,7 @@ class Registry:
 
     # --- reading -------------------------------------------------------------------------------------------
 
-    def load(self, ref: str) -> tuple[TrainedModel, ModelVersionInfo]:
+    def load(self, ref: str) -> tuple[Model, ModelVersionInfo]:
         """``name@alias``, ``name:version`` or ``name`` (its latest version)."""
         if "@" in ref:
             mv = self._by_alias(*ref.split("@", 1))
@@ -140,7 +141,7 @@ class Registry:
             mv = self._latest(ref)
         with tempfile.TemporaryDirectory(prefix="quorum-model-") as tmp:
             local = Path(self._client.download_artifacts(mv.run_id, MODEL_ARTIFACT, tmp))
-            model = TrainedModel.load(local / "artifacts" / QUORUM_ARTIFACT)  # read whole: the folder goes away
+            model = load_model(local / "artifacts" / QUORUM_ARTIFACT)  # read whole: the folder goes away
         return model, self._info(mv)
 
     def versions(self, name: str | None = None) -> list[ModelVersionInfo]:
@@ -228,16 +229,16 @@ def _check_name(name: str) -> None:
                          f"got {name!r}")
 
 
-def _model_tags(model: TrainedModel) -> dict[str, str]:
+def _model_tags(model: Model) -> dict[str, str]:
     return {"feature_set": model.feature_set, "family": str(model.spec.family), "task": str(model.spec.task),
             "seed": str(model.spec.seed)}
 
 
-def _model_params(model: TrainedModel) -> dict[str, str]:
+def _model_params(model: Model) -> dict[str, str]:
     spec = model.spec
     resolved = {f"model.{k}": str(v) for k, v in spec.resolved_params().items()}
     return {"model.family": str(spec.family), "model.task": str(spec.task), "model.seed": str(spec.seed),
-            **resolved}
+            "model.per_symbol": str(spec.per_symbol).lower(), **resolved}
 
 
 def _merge(what: str, given: dict[str, str], derived: dict[str, str]) -> dict[str, str]:
@@ -248,8 +249,8 @@ def _merge(what: str, given: dict[str, str], derived: dict[str, str]) -> dict[st
     return {**given, **derived}
 
 
-def _save_pyfunc(model: TrainedModel, path: Path, example: np.ndarray) -> None:
-    """The pyfunc model directory: the ``TrainedModel`` as its artifact, a column signature from ``example``."""
+def _save_pyfunc(model: Model, path: Path, example: np.ndarray) -> None:
+    """The pyfunc model directory: the ``Model`` as its artifact, a column signature from ``example``."""
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import infer_signature
@@ -289,7 +290,7 @@ def _pyfunc_class() -> type:
         _skip_type_hint_validation = True  # MLflow's opt-out: the logged signature describes the input instead
 
         def load_context(self, context):
-            self.model = TrainedModel.load(Path(context.artifacts[QUORUM_ARTIFACT]))
+            self.model = load_model(Path(context.artifacts[QUORUM_ARTIFACT]))
 
         def predict(self, context, model_input, params=None):
             import pandas as pd

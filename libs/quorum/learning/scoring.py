@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from quorum.backtest.walkforward import Fold
+from quorum.learning.artifacts import Model, fit_model
 from quorum.learning.dataset import Dataset
-from quorum.learning.families import ModelSpec, TrainedModel, fit
+from quorum.learning.families import ModelSpec
 from quorum.times import timeframe_step, to_ms
 
 RELIABILITY_BINS = 10
@@ -83,19 +84,19 @@ class ModelScore:
     folds: tuple[FoldScore, ...]
     metrics: dict[str, Any]
     champion: dict[str, Any] | None
-    models: tuple[TrainedModel, ...] = field(default=(), repr=False, compare=False)  # one per fold, in order
+    models: tuple[Model, ...] = field(default=(), repr=False, compare=False)  # one per fold, in order
 
     def as_dict(self) -> dict[str, Any]:
         return {"folds": [f.as_dict() for f in self.folds], "oos": self.metrics, "champion_oos": self.champion}
 
 
 def _fit_rows(spec: ModelSpec, ds: Dataset, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
-              columns: Sequence[str]) -> TrainedModel:
+              columns: Sequence[str]) -> Model:
     index = [ds.feature_columns.index(c) for c in columns]
-    return fit(spec, X[np.ix_(rows, index)], y[rows], columns, ds.spec.feature_set.version)
+    return fit_model(spec, X[np.ix_(rows, index)], y[rows], columns, ds.spec.feature_set.version)
 
 
-def score(ds: Dataset, spec: ModelSpec, fold_list: Sequence[Fold], *, champion: TrainedModel | None = None,
+def score(ds: Dataset, spec: ModelSpec, fold_list: Sequence[Fold], *, champion: Model | None = None,
           progress: Callable[[int, int], None] | None = None) -> ModelScore:
     """Walk-forward scores of ``spec`` on ``ds``; with ``champion``, its family is retrained per fold on the same
     rows (its own feature columns, which the dataset must have) so the comparison is out of sample for both."""
@@ -129,7 +130,7 @@ def _pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[
     return prediction_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
 
 
-def fit_all(ds: Dataset, spec: ModelSpec, *, until: datetime | None = None) -> TrainedModel:
+def fit_all(ds: Dataset, spec: ModelSpec, *, until: datetime | None = None) -> Model:
     """The model to register: trained on every row of the dataset (before ``until``, when given)."""
     X, y = ds.feature_matrix(), ds.frame.get_column("label_return").to_numpy()
     rows = np.arange(len(y)) if until is None else np.flatnonzero(ds.frame.get_column("ts").to_numpy()

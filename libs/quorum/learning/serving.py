@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from quorum.events.features import FeaturesComputed
 from quorum.indicators.spec import FeatureSetSpec
-from quorum.learning.families import TrainedModel
+from quorum.learning.artifacts import Model
 
 SYMBOL_CODE = "symbol_code"
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    model: TrainedModel
+    model: Model
     name: str
     version: str
     run_id: str | None = None
@@ -35,7 +35,7 @@ class ServedModel:
         return self.model.predict_one(values)
 
 
-def compatibility(model: TrainedModel, feature_set: FeatureSetSpec) -> str | None:
+def compatibility(model: Model, feature_set: FeatureSetSpec) -> str | None:
     """None if the model can be served on ``feature_set``'s stream, else the reason it cannot."""
     if model.feature_set != feature_set.version:
         return (f"the model was trained on feature set {model.feature_set}; the features service computes "

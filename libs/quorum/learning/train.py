@@ -25,9 +25,10 @@ from quorum.backtest.config import RunnerConfig
 from quorum.backtest.gates import GateReport, GateSettings, gate_each_asset
 from quorum.backtest.walkforward import Fold, WindowMode, folds
 from quorum.events.market_data import CandleClosed
+from quorum.learning.artifacts import Model
 from quorum.learning.dataset import Dataset, DatasetSpec, build_dataset
 from quorum.learning.drift import DRIFT_REFERENCE, reference_of_dataset
-from quorum.learning.families import ModelSpec, TrainedModel
+from quorum.learning.families import ModelSpec
 from quorum.learning.promotion import CHALLENGER, CHAMPION, LearningSettings, Verdict, verdict
 from quorum.learning.registry import ModelVersionInfo, Registry, UnknownModelError
 from quorum.learning.scoring import ModelScore, fit_all, score
@@ -72,6 +73,9 @@ class TrainingRequest(BaseModel):
     def _global_models_know_the_symbol(self) -> TrainingRequest:
         if len(self.dataset.symbols) > 1 and not self.dataset.symbol_feature:
             raise ValueError("a global model (several symbols) needs dataset.symbol_feature: true")
+        if self.model.per_symbol and not self.dataset.symbol_feature:
+            raise ValueError("per-coin specialists (model.per_symbol) route by symbol: they need "
+                             "dataset.symbol_feature: true")
         return self
 
 
@@ -126,7 +130,7 @@ def _flat(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def _champion(registry: Registry, name: str) -> TrainedModel | None:
+def _champion(registry: Registry, name: str) -> Model | None:
     try:
         return registry.load(f"{name}@{CHAMPION}")[0]
     except UnknownModelError:
@@ -229,7 +233,7 @@ def dataset_spec_of(info: ModelVersionInfo) -> DatasetSpec:
     return DatasetSpec.model_validate_json(text)
 
 
-def served(model: TrainedModel, info: ModelVersionInfo) -> ServedModel:
+def served(model: Model, info: ModelVersionInfo) -> ServedModel:
     """A registered version as inference and the runner serve it."""
     spec = dataset_spec_of(info)
     return ServedModel(model, info.name, info.version, info.run_id, spec.horizon, spec.symbols)
