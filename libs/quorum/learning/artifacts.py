@@ -48,4 +48,9 @@ def load_model(directory: Path) -> Model:
         return TrainedModel.load(directory)
     if kind == SPECIALISTS:
         return Specialists.load(directory)
-    raise ValueError(f"{path}: unknown model kind {kind!r} (this code reads single models and {SPECIALISTS!r})")
+    raise ValueError(f"{path}: unknown model kind {kind!r} (this code serves single models and {SPECIALISTS!r}; "
+                     f"{', '.join(repr(k) for k in UNSERVED)} models are trained and compared, not served yet)")
+
+
+UNSERVED = ("sequence", "sharpe_policy", "meta")
+"""Kinds ``quorum compare-models`` trains that the registry and inference do not take yet."""

@@ -13,6 +13,9 @@ parameters, same seed: the same metrics.
 
   quorum evaluate --model quorum-global@challenger --data ../shared/data/ohlcv/binance_BTCUSDT_1h.csv --to 2021-12-31
 
+``quorum compare-models`` runs every model family (baseline, trees, LSTM, Transformer, meta-learner, Sharpe policy)
+on the same walk-forward folds and writes comparison.md and comparison.json.
+
 Bad input exits 2 with one line saying what was wrong.
 """
 
@@ -73,6 +76,24 @@ def add_parsers(subparsers: Any) -> None:
     e.add_argument("--no-backtest", action="store_true", help="only the prediction metrics")
     _registry_options(e)
     e.set_defaults(func=_guarded("evaluate", cmd_evaluate))
+
+    c = subparsers.add_parser("compare-models", help="every model family on the same walk-forward folds: a table "
+                                                     "and a report (prediction and strategy metrics after fees)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_market_options(c, database_help="stored candles instead of files")
+    c.add_argument("--family", action="append", default=[], metavar="NAME",
+                   help="baseline, xgboost, lightgbm, random_forest, lstm, transformer, meta, policy (repeatable; "
+                        "default: all)")
+    c.add_argument("--task", default="classification", choices=["regression", "classification"])
+    c.add_argument("--train-days", type=float, default=180)
+    c.add_argument("--test-days", type=float, default=90)
+    c.add_argument("--embargo-bars", type=int, default=24)
+    c.add_argument("--window", type=int, default=24, help="bars per sequence-model sample")
+    c.add_argument("--epochs", type=int, default=8, help="most epochs of a sequence model")
+    c.add_argument("--fee", type=float, default=0.001, help="per unit of position change (0.001: 0.1 %%)")
+    c.add_argument("--out", type=Path, default=Path(".quorum") / "compare",
+                   help="where comparison.md and comparison.json go")
+    c.set_defaults(func=_guarded("compare-models", cmd_compare))
 
     b = subparsers.add_parser("bootstrap-model", help="train and register a first champion from the shared data "
                                                       "when the registry has none (what `quorum dev` does first)")
@@ -231,6 +252,39 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise InputError(" ".join(str(exc).split())) from None
     print(json.dumps(found, sort_keys=True, default=str), file=out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pydantic import ValidationError
+
+    from quorum.learning.compare import FAMILIES, CompareRequest, compare
+    from quorum.learning.dataset import DatasetSpec
+    from quorum.learning.train import FoldPlan, frames_of
+
+    loaded, _ = load_candles(args)
+    symbols = tuple(args.symbol or sorted({c.symbol for c in loaded.candles}))
+    timeframes = sorted({c.timeframe for c in loaded.candles if c.symbol in symbols})
+    if len(timeframes) != 1:
+        raise InputError(f"the candles have timeframes {', '.join(timeframes) or 'none'}: choose one with "
+                         "--timeframe")
+    try:
+        request = CompareRequest(
+            dataset=DatasetSpec(symbols=symbols, timeframe=timeframes[0], symbol_feature=True),
+            folds=FoldPlan(train_days=args.train_days, test_days=args.test_days, embargo_bars=args.embargo_bars),
+            families=tuple(args.family) or FAMILIES, task=args.task, fee_rate=args.fee,
+            sequence={**CompareRequest().sequence, "window": args.window, "max_epochs": args.epochs})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"{'.'.join(str(p) for p in first['loc']) or 'request'}: {first['msg']}") from None
+    try:
+        found = compare(request, frames_of([c for c in loaded.candles if c.symbol in symbols]),
+                        progress=lambda family, n, total: print(f"[{n}/{total}] {family} done", file=err))
+    except ValueError as exc:
+        raise InputError(" ".join(str(exc).split())) from None
+    written = found.write(args.out)
+    print(found.table(), file=out)
+    print("written: " + ", ".join(str(p) for p in written), file=out)
     return 0
 
 
