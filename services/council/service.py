@@ -216,7 +216,8 @@ class CouncilService(Service):
     async def _record(self, ctx: Context, decision_id: Any, d: DecisionMade, outcome: Outcome,
                       before: Campaign) -> None:
         row = d.model_dump(include={"exchange", "symbol", "timeframe", "mode", "action", "intent", "confidence",
-                                    "threshold", "risk_profile", "reason_codes", "model_versions", "feature_set"},
+                                    "threshold", "risk_profile", "reason_codes", "model_versions", "feature_set",
+                                    "regime"},
                            mode="json")
         await ctx.conn.execute(insert(decisions).values(
             **row, decision_id=decision_id, ts=d.ts, price=d.price, fraction=d.fraction, stop_loss=d.stop_loss,

@@ -241,6 +241,8 @@ class DecisionOut(_Out):
     stop_loss: Decimal | None
     take_profit: Decimal | None
     client_order_id: str | None
+    regime: str | None = Field(default=None, description="the market regime the council saw (null while warming up "
+                                                         "or for decisions stored before regimes were recorded)")
     votes: list[VoteOut] = Field(default_factory=list)
 
 

@@ -64,7 +64,7 @@ def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
     """What the runner decided, ordered and filled, shaped like the services' tables."""
     decided = [{"exchange": d.payload.exchange, "symbol": d.payload.symbol, "timeframe": d.payload.timeframe,
                 "ts": d.payload.ts, "decision_id": d.event_id, "action": d.payload.action, "intent": d.payload.intent,
-                "fraction": d.payload.fraction} for d in recorder.of(DecisionMade)]
+                "fraction": d.payload.fraction, "regime": d.payload.regime} for d in recorder.of(DecisionMade)]
     final: dict[str, OrderUpdated] = {}
     for u in recorder.of(OrderUpdated):
         final[u.payload.client_order_id] = u.payload
@@ -137,7 +137,7 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     first, last = (stream[0].ts, stream[-1].ts) if stream else (None, None)
     dq = select(decisions.c.exchange, decisions.c.symbol, decisions.c.timeframe, decisions.c.ts,
                 decisions.c.decision_id, decisions.c.action, decisions.c.intent, decisions.c.fraction,
-                decisions.c.configuration_id)
+                decisions.c.regime, decisions.c.configuration_id)
     found = [dict(r._mapping) for r in (await conn.execute(dq)).all()
              if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last]
     stream = _decided(stream, found)
@@ -199,12 +199,23 @@ def as_recorded(runner: Runner, stream: Iterable[CandleClosed], configs: Configu
         yield candle
 
 
+def _unrecorded_regimes(recorded_rows: dict[str, list[Row]], replayed: dict[str, list[Row]]) -> dict[str, list[Row]]:
+    """Decisions stored before the council recorded regimes (migration 0015) have none: the replay's regime is
+    not compared for them, so an older session still replays with no difference."""
+    key = KEYS["decisions"]
+    unrecorded = {tuple(str(r[k]) for k in key) for r in recorded_rows.get("decisions", []) if r.get("regime") is None}
+    if not unrecorded:
+        return replayed
+    return {**replayed, "decisions": [{**r, "regime": None} if tuple(str(r[k]) for k in key) in unrecorded else r
+                                      for r in replayed.get("decisions", [])]}
+
+
 def replay(stream: list[CandleClosed], recorded_rows: dict[str, list[Row]], config: RunnerConfig,
            say: Callable[[str], None] = print, configs: Configurations | None = None) -> int:
     """Run, compare, print each difference as a JSON line and end with the summary line; returns N."""
     runner = Runner(config)
     replayed = from_run(runner.run(as_recorded(runner, stream, configs or Configurations())), runner)
-    found = differences(recorded_rows, replayed)
+    found = differences(recorded_rows, _unrecorded_regimes(recorded_rows, replayed))
     for d in found:
         say(json.dumps(d, default=str, sort_keys=True))
     compared = {"candles": len(stream), **{k: len(v) for k, v in recorded_rows.items()}}

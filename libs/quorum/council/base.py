@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quorum.learning.regime import Regime
 from quorum.types import Action
 
 
@@ -151,10 +152,18 @@ class StrategyBase(BaseModel):
     risk_tag: RiskTag = RiskTag.MEDIUM
     weight: float = Field(default=1.0, ge=0.0, le=100.0, description="vote weight in Council mode")
     enabled: bool = True
+    regimes: tuple[Regime, ...] | None = Field(
+        default=None, min_length=1,
+        description="the market regimes this strategy votes in (quorum.learning.regime); None: every regime. In "
+                    "another known regime it abstains (REGIME_EXCLUDED) and is not counted in the quorum")
 
     @property
     def kind(self) -> ProducerKind:
         return self.KIND
+
+    def votes_in(self, regime: Regime | None) -> bool:
+        """Whether it votes in ``regime``; an unknown regime (warming up) restricts nobody."""
+        return regime is None or self.regimes is None or regime in self.regimes
 
     @property
     def lookback(self) -> int:

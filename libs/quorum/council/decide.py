@@ -161,6 +161,7 @@ def decision_made(p: PredictionMade, inp: StrategyInput, o: Outcome, profile: Ri
         agreement=dict(o.agreement), votes=votes, reason_codes=o.reason_codes, risk_profile=profile,
         model_versions=tuple(sorted({v.model_version for v in inp.predictions})), feature_set=p.feature_set,
         price=inp.close, stop_loss=o.stop_loss, take_profit=o.take_profit, atr=_atr(inp),
+        regime=None if o.regime is None else o.regime.value,
     )
 
 

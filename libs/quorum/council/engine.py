@@ -8,6 +8,11 @@ Council mode: ``agreement[d] = sum(weight * confidence of allowed voters saying 
 voters)``. An abstention (HOLD, or a signal below the profile's minimum confidence) keeps its weight in the
 denominator: silence is not consent. The leading direction trades when its agreement reaches the threshold;
 a tie between BUY and SELL is a conflict and holds. Raising the threshold can therefore only remove trades.
+
+Regimes: the council sees the market regime of the candle (``regime_seen``: ``quorum.learning.regime.regime_of`` on
+its features, by the configured rule). A strategy restricted to other regimes is not asked: it abstains with
+``REGIME_EXCLUDED`` and, like a filtered risk tag, leaves the quorum (it was not meant to have a say here, so its
+silence does not dilute the voters that were). While the regime is unknown (warming up) nobody is restricted.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from quorum.council.base import RiskTag, Signal, StrategyBase, StrategyInput
+from quorum.council.base import RiskTag, Signal, StrategyBase, StrategyInput, hold
 from quorum.council.campaign import Campaign, CampaignParams, Step, manage
+from quorum.learning.regime import Regime, RegimeRule, regime_of
 from quorum.types import Action, CouncilMode, Intent, RiskProfile
 
 DIRECTIONS = (Action.BUY, Action.SELL)
@@ -54,11 +60,24 @@ class SymbolControl:
 class Filtered:
     TAG_NOT_ALLOWED = "TAG_NOT_ALLOWED"
     BELOW_MIN_CONFIDENCE = "BELOW_MIN_CONFIDENCE"
+    REGIME_EXCLUDED = "REGIME_EXCLUDED"
+
+
+OUT_OF_QUORUM = frozenset({Filtered.TAG_NOT_ALLOWED, Filtered.REGIME_EXCLUDED})
+"""Filter reasons that take a voter out of the denominator, not only out of the vote."""
+
+
+def regime_seen(values: Mapping[str, float | None], rule: RegimeRule,
+                predicted: Regime | None = None) -> Regime | None:
+    """The regime the council decides in: a predicted one when given (a regime model's, once predictions carry
+    one), else the rule's on the candle's features; None while those warm up."""
+    return predicted if predicted is not None else regime_of(values, rule)
 
 
 @dataclass(frozen=True)
 class CastVote:
-    """One voter's signal as the council counted it: ``eligible`` false means the profile filtered it."""
+    """One voter's signal as the council counted it: ``eligible`` false means the profile (or the regime)
+    filtered it."""
 
     strategy: StrategyBase
     signal: Signal
@@ -73,8 +92,9 @@ class CastVote:
 
     @property
     def in_quorum(self) -> bool:
-        """Part of the denominator: every voter whose tag the profile allows, abstaining or not."""
-        return self.filtered_reason != Filtered.TAG_NOT_ALLOWED
+        """Part of the denominator: every voter whose tag the profile allows and whose regimes include the current
+        one, abstaining or not."""
+        return self.filtered_reason not in OUT_OF_QUORUM
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,7 @@ class Outcome:
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     mode: CouncilMode = CouncilMode.COUNCIL
+    regime: Regime | None = None  # the regime it decided in (None: unknown, warming up)
 
     @property
     def outlook(self) -> float:
@@ -110,6 +131,7 @@ class Council:
     strategies: Sequence[StrategyBase]
     profile_filters: Mapping[RiskProfile, ProfileFilter] = field(default_factory=lambda: DEFAULT_PROFILE_FILTERS)
     campaign_params: CampaignParams = field(default_factory=CampaignParams)
+    regime_rule: RegimeRule = field(default_factory=RegimeRule)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.strategies]
@@ -126,12 +148,16 @@ class Council:
     def lookback(self) -> int:
         return max((s.lookback for s in self.strategies), default=1)
 
-    def evaluate(self, inp: StrategyInput, disabled: frozenset[str] = frozenset()
+    def evaluate(self, inp: StrategyInput, disabled: frozenset[str] = frozenset(), regime: Regime | None = None
                  ) -> tuple[list[tuple[StrategyBase, Signal]], list[StrategyFailure]]:
-        """Every enabled strategy's signal; a strategy that fails is contained and reported."""
+        """Every enabled strategy's signal; a strategy that fails is contained and reported. One that does not vote
+        in ``regime`` is not asked: its signal is a ``REGIME_EXCLUDED`` hold."""
         signals, failures = [], []
         for s in self.strategies:
             if not s.enabled or s.name in disabled:
+                continue
+            if not s.votes_in(regime):
+                signals.append((s, hold(s.name, Filtered.REGIME_EXCLUDED, regime=str(regime))))
                 continue
             try:
                 signal = s.evaluate(inp)
@@ -144,7 +170,7 @@ class Council:
         return signals, failures
 
     def cast(self, signals: Sequence[tuple[StrategyBase, Signal]], profile: RiskProfile,
-             weights: Mapping[str, float] | None = None) -> tuple[CastVote, ...]:
+             weights: Mapping[str, float] | None = None, regime: Regime | None = None) -> tuple[CastVote, ...]:
         rule = self.profile_filters[profile]
         allowed, floor, given = rule.allowed_tags, rule.min_confidence, weights or {}
         votes = []
@@ -153,6 +179,8 @@ class Council:
             reason = None
             if s.risk_tag not in allowed:
                 reason = Filtered.TAG_NOT_ALLOWED
+            elif not s.votes_in(regime):
+                reason = Filtered.REGIME_EXCLUDED
             elif signal.direction is not Action.HOLD and signal.confidence < floor:
                 reason = Filtered.BELOW_MIN_CONFIDENCE
             votes.append(CastVote(s, signal, weight, reason is None, reason))
@@ -161,8 +189,9 @@ class Council:
     def decide(self, inp: StrategyInput, *, control: SymbolControl, profile: RiskProfile,
                campaign: Campaign | None = None, disabled: frozenset[str] = frozenset(),
                weights: Mapping[str, float] | None = None) -> Outcome:
-        signals, failures = self.evaluate(inp, disabled)
-        votes = self.cast(signals, profile, weights)
+        regime = regime_seen(inp.current.values, self.regime_rule)
+        signals, failures = self.evaluate(inp, disabled, regime)
+        votes = self.cast(signals, profile, weights, regime)
         agreement = tally(votes)
         if control.mode is CouncilMode.SOLO:
             consensus, confidence, threshold, why = self._solo(votes, control.solo_strategy or "", profile)
@@ -185,6 +214,7 @@ class Council:
             confidence=confidence if step.action is not Action.HOLD else 0.0, threshold=threshold,
             consensus=consensus, agreement=agreement, votes=votes, failures=tuple(failures),
             reason_codes=reasons, campaign=step.campaign, stop_loss=stop, take_profit=target, mode=control.mode,
+            regime=regime,
         )
 
     def _solo(self, votes: Sequence[CastVote], name: str, profile: RiskProfile

@@ -12,6 +12,7 @@ from quorum.council.campaign import CampaignParams
 from quorum.council.decide import CouncilParams
 from quorum.council.engine import DEFAULT_PROFILE_FILTERS, Council, ProfileFilter, SymbolControl
 from quorum.council.strategies import default_strategies, parse_strategies
+from quorum.learning.regime import RegimeRule
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import CouncilMode, RiskProfile
 
@@ -31,6 +32,8 @@ class CouncilConfig(ServiceSettings):
     profile_filters: dict[RiskProfile, dict[str, Any]] = Field(
         default_factory=dict, description="per profile: {allowed_tags: [...], min_confidence: x}; overrides")
     campaign: CampaignParams = Field(default_factory=CampaignParams)
+    regime_rule: RegimeRule = Field(default_factory=RegimeRule,
+                                    description="thresholds of the market regime a strategy's `regimes` restrict it to")
     adaptive_weights: bool = Field(default=False, description="scale weights by karma hit rate")
     karma_min_samples: int = Field(default=20, ge=1)
 
@@ -50,7 +53,7 @@ class CouncilConfig(ServiceSettings):
 
 
     def params(self) -> CouncilParams:
-        council = Council(self.strategies, self.filters(), self.campaign)
+        council = Council(self.strategies, self.filters(), self.campaign, self.regime_rule)
         if self.solo_strategy not in council.names:
             raise ValueError(f"QUORUM_COUNCIL_SOLO_STRATEGY={self.solo_strategy!r} is not a configured strategy")
         return CouncilParams(council, SymbolControl(self.mode, self.threshold, self.solo_strategy), self.risk_profile)

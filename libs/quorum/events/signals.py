@@ -11,7 +11,8 @@ from quorum.types import Action, CouncilMode, Intent, PositiveDecimal, RiskProfi
 
 
 class Vote(Frozen):
-    """One voter's signal as the council counted it. ``eligible`` false: the risk profile filtered it out."""
+    """One voter's signal as the council counted it. ``eligible`` false: the risk profile filtered it out
+    (``filtered_reason``), or the strategy does not vote in the current regime (``REGIME_EXCLUDED``)."""
 
     strategy: str
     producer: str = Field(description="producer kind: technical, model, sentiment, onchain")
@@ -55,6 +56,9 @@ class DecisionMade(SeriesPoint):
     stop_loss: PositiveDecimal | None = None
     take_profit: PositiveDecimal | None = None
     atr: PositiveDecimal | None = Field(default=None, description="ATR at the decision, for risk's default stop")
+    regime: str | None = Field(default=None, max_length=32,
+                               description="the market regime the council decided in (quorum.learning.regime); "
+                                           "None while its features warm up")
 
 
 class StrategyDisabled(Payload):

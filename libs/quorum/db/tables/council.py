@@ -48,12 +48,13 @@ decisions = Table(
     Column("client_order_id", String(64), comment="the order this decision may become (non-HOLD only)"),
     Column("configuration_id", UUID(as_uuid=True),
            comment="the optimizer configuration the council decided with (null: the services' settings)"),
+    Column("regime", String(32), comment="the market regime the council decided in (null: unknown, warming up)"),
     created_at(),
     UniqueConstraint("exchange", "symbol", "timeframe", "ts", name="uq_decisions_candle"),
     Index("ix_decisions_symbol_ts", "symbol", "ts"),
     Index("ix_decisions_client_order_id", "client_order_id"),
     info=about("council decisions (mode, action, intent, fraction, consensus, agreement, threshold, profile, reasons, "
-               "model and feature-set versions, stop/target, client order id)"),
+               "model and feature-set versions, stop/target, client order id, market regime)"),
 )
 
 signals = Table(
