@@ -21,7 +21,7 @@ from pathlib import Path
 
 from quorum.backtest.data import from_files
 from quorum.learning.dataset import DatasetSpec
-from quorum.learning.families import Family, ModelSpec, Task
+from quorum.learning.families import TREE_FAMILIES, ModelSpec, Task
 from quorum.learning.registry import Registry
 from quorum.learning.train import FoldPlan, TrainingRequest, train
 
@@ -30,7 +30,7 @@ DATA = Path(os.environ.get("QUORUM_DATA_DIR", Path(__file__).resolve().parents[1
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", action="append", choices=[f.value for f in Family])
+    p.add_argument("--family", action="append", choices=[f.value for f in TREE_FAMILIES])
     p.add_argument("--task", action="append", choices=[t.value for t in Task])
     p.add_argument("--from", dest="start", default="2022-01-01")
     p.add_argument("--to", dest="end", default="2024-01-01", help="exclusive")
@@ -48,8 +48,8 @@ def main() -> None:
             f"{'dir acc':>9}{'up':>7}{'brier':>7}  strategy Sharpe / max DD per asset (buy-and-hold)")
     print(head)
     print("-" * len(head))
-    jobs = [(f, t, s) for f in args.family or [f.value for f in Family] for t in args.task or [t.value for t in Task]
-            for s in args.scope or ["global"]]
+    jobs = [(f, t, s) for f in args.family or [f.value for f in TREE_FAMILIES]
+            for t in args.task or [t.value for t in Task] for s in args.scope or ["global"]]
     for family, task, scope in jobs:
         request = TrainingRequest(dataset=DatasetSpec(start=start, end=end, symbol_feature=True),
                                   model=ModelSpec(family=family, task=task, per_symbol=scope == "specialists"),

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from quorum.db.tables import model_selection, predictions
+from quorum.db.tables import features, model_selection, predictions
 from quorum.domain.models import DEFAULT_MODEL, MODELS, MomentumBaseline, Predictor, builtin, model_tag, prediction_of
 from quorum.events.control import (
     ControlRefused,
@@ -346,7 +346,7 @@ class InferenceService(Service):
         f: FeaturesComputed = ctx.message.payload
         serving = self._serving
         try:
-            made = prediction_of(serving.current.predictor, f)
+            made = prediction_of(serving.current.predictor, f, await _earlier(ctx.conn, f, serving.current.predictor))
         except Exception as exc:  # noqa: BLE001 - the model's failure: the previous one predicts and serves again
             serving, made = await self._fall_back(ctx, serving, exc, f)
         out = ctx.emit(made)
@@ -355,7 +355,8 @@ class InferenceService(Service):
             insert(predictions).values(
                 exchange=p.exchange, symbol=p.symbol, timeframe=p.timeframe, ts=p.ts, model_name=p.model_name,
                 model_version=p.model_version, feature_set=p.feature_set, horizon=p.horizon, p_up=p.p_up,
-                expected_return=p.expected_return, run_id=p.run_id, event_id=out.event_id,
+                expected_return=p.expected_return, run_id=p.run_id, position_target=p.position_target,
+                event_id=out.event_id,
             ).on_conflict_do_nothing().returning(predictions.c.ts)
         )).first()
         if stored is None:  # this model already predicted this candle (announced then): nothing new to say
@@ -369,7 +370,7 @@ class InferenceService(Service):
         restored = serving.previous or self._baseline(ctx.clock.now())
         if restored.tag == broken.tag:
             raise exc  # nothing else to serve: the message is retried, then dead-lettered
-        made = prediction_of(restored.predictor, f)
+        made = prediction_of(restored.predictor, f, await _earlier(ctx.conn, f, restored.predictor))
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.error("%s failed on %s %s %s (%s): rolling back to %s", broken.tag, f.symbol, f.timeframe,
                   f.ts.isoformat(), error, restored.tag)
@@ -506,6 +507,20 @@ class InferenceService(Service):
         await record_audit(ctx, actor=SYSTEM, action=action, mode=self.settings.trading_mode.value,
                            risk_profile=await active_profile(ctx.conn, self.settings.risk_profile.value),
                            status=status, details=details, key=key, chain_key=self.settings.chain_key)
+
+
+async def _earlier(conn: AsyncConnection, f: FeaturesComputed, predictor: Predictor) -> list[dict[str, Any]]:
+    """The series' feature rows before ``f`` that a windowed model reads, oldest first, from the features table
+    (stored before they were published): read per candle, not kept in memory, so a restart, a redelivery or a
+    swap mid-stream sees exactly the rows the runner passes."""
+    window = getattr(predictor, "window", 1)
+    if window <= 1:
+        return []
+    q = (select(features.c["values"]).where(
+        features.c.exchange == f.exchange, features.c.symbol == f.symbol, features.c.timeframe == f.timeframe,
+        features.c.feature_set == f.feature_set, features.c.ts < f.ts)
+         .order_by(features.c.ts.desc()).limit(window - 1))
+    return [dict(r[0]) for r in reversed((await conn.execute(q)).all())]
 
 
 def _adopt_step(monitor: DriftMonitor, step: Step, tag: str) -> None:

@@ -61,13 +61,17 @@ STREAM_HOURS = 40  # candles per symbol after the training range, each one Featu
 @dataclass(frozen=True)
 class Trained:
     state: Path  # the registry's state folder: each test serves from a copy of it
-    versions: dict[str, ModelVersionInfo]  # good, other, broken, lagged
+    versions: dict[str, ModelVersionInfo]  # good, other, broken, lagged, sequence, policy
     features: tuple[FeaturesComputed, ...]  # the features service's vectors for the candles after training
+    before: tuple[FeaturesComputed, ...] = ()  # and for the month before them
 
 
-def _request(family: Family, **dataset: Any) -> TrainingRequest:
+SMALL_LSTM = {"window": 6, "hidden_size": 4, "max_epochs": 2, "patience": 1, "batch_size": 1024}
+
+
+def _request(family: Family, params: dict[str, Any] | None = None, **dataset: Any) -> TrainingRequest:
     return TrainingRequest(model_name=NAME, dataset=DatasetSpec(symbols=SYMBOLS, symbol_feature=True, **dataset),
-                           model=ModelSpec(family=family, params={"n_estimators": 20}),
+                           model=ModelSpec(family=family, params=params or {"n_estimators": 20}),
                            folds=FoldPlan(train_days=60, test_days=20, warmup_days=10), strategy_backtest=False)
 
 
@@ -82,12 +86,12 @@ def _break(registry: Registry, info: ModelVersionInfo) -> None:
     narrow.estimator.save_model(str(path))
 
 
-def _stream(candles: list[Any]) -> tuple[FeaturesComputed, ...]:
-    """What the features service publishes for the candles, warmed up on the month before them."""
+def _stream(candles: list[Any]) -> tuple[tuple[FeaturesComputed, ...], tuple[FeaturesComputed, ...]]:
+    """What the features service publishes for the candles: those after training, and the month before them."""
     spec = FeatureSetSpec()
     engines = {s: FeatureEngine(spec) for s in SYMBOLS}
     out = [features_of(engines[c.symbol], c, spec.version) for c in candles]
-    return tuple(f for f in out if f.ts >= END)
+    return tuple(f for f in out if f.ts >= END), tuple(f for f in out if f.ts < END)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +103,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     state = tmp_path_factory.mktemp("registry")
     registry = Registry.local(state)
     runs = {"good": _request(Family.LIGHTGBM), "other": _request(Family.XGBOOST), "broken": _request(Family.LIGHTGBM),
-            "lagged": _request(Family.LIGHTGBM, lags=(1,))}
+            "lagged": _request(Family.LIGHTGBM, lags=(1,)), "sequence": _request(Family.LSTM, SMALL_LSTM),
+            "policy": _request(Family.SHARPE_POLICY, {"hidden_size": 4, "epochs": 10, "patience": 3})}
     versions = {key: train(req, history, registry, code_version="test").version for key, req in runs.items()}
     _break(registry, versions["broken"])
     registry.set_alias(NAME, "champion", versions["good"].version)
-    return Trained(state, versions, _stream([c for c in candles if c.ts >= END - timedelta(days=30)]))
+    return Trained(state, versions, *_stream([c for c in candles if c.ts >= END - timedelta(days=30)]))
 
 
 @pytest.fixture
@@ -317,3 +322,74 @@ async def test_a_shifted_feature_distribution_raises_one_drift_alert_audited_and
     assert (alert.model_name, alert.model_version, alert.run_id) == (NAME, good.version, good.run_id)
     assert [(a.actor, a.status) for a in audited] == [("SYSTEM:inference", "DETECTED")]
     assert REGISTRY.get_sample_value("quorum_drift_detected_total", metric) == before + 1
+
+
+# --- a sequence model ------------------------------------------------------------------------------------------
+
+async def _store_features(url: str, found: Any) -> None:
+    """The features service's rows for these vectors (it stores each before publishing it)."""
+    import uuid
+
+    from quorum.db.engine import create_engine
+    from quorum.db.tables import features
+    from sqlalchemy import insert
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(insert(features), [{
+            "exchange": f.exchange, "symbol": f.symbol, "timeframe": f.timeframe, "ts": f.ts,
+            "feature_set": f.feature_set, "close": f.close, "values": f.values, "event_id": uuid.uuid4()}
+            for f in found])
+    await engine.dispose()
+
+
+async def test_a_selected_sequence_model_reads_each_series_earlier_rows_and_predicts_as_the_runner_through_a_restart(
+        infra: Any, database_url: str, registry: Registry, trained: Trained) -> None:
+    from quorum.events.control import SelectModel
+    from quorum.learning.artifacts import Windowed
+    from quorum.learning.train import served
+
+    lstm = trained.versions["sequence"]
+    stream = trained.features[:24]
+    await _store_features(database_url, (*trained.before, *trained.features))
+    first = _inference()
+    async with running(first):
+        await publish(infra, SelectModel(actor="USER:test", model_name=NAME, version=lstm.version))
+        await until("the LSTM in service", lambda: _is_served(first, lstm))
+        await _publish(infra, stream[:12])
+        await settled(infra, database_url, "inference-features")
+    async with running(_inference()):  # a restart: nothing of the window is kept in memory
+        await _publish(infra, stream[12:])
+        await settled(infra, database_url, "inference-features")
+
+    made = {(p.symbol, p.ts): p for p in await rows(database_url, select(predictions))}
+    model, info = registry.load(f"{NAME}:{lstm.version}")
+    predictor = served(model, info)
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for f in (*trained.before, *trained.features[:24]):  # as the runner passes them: from memory, in order
+        earlier = seen.setdefault(f.symbol, [])
+        if f in stream:
+            got = made[(f.symbol, f.ts)]
+            want = predictor.predict_features(f, earlier)
+            assert want is not None and (got.expected_return, got.p_up) == want
+            assert got.model_version == _tag(lstm) and got.run_id == lstm.run_id
+        earlier.append(f.values)
+    assert isinstance(model, Windowed) and model.window == SMALL_LSTM["window"] and len(made) == 24
+
+
+async def test_a_selected_position_policy_publishes_target_positions_and_no_return_prediction(
+        infra: Any, database_url: str, registry: Registry, trained: Trained) -> None:
+    from quorum.events.control import SelectModel
+
+    policy = trained.versions["policy"]
+    inference = _inference()
+    async with running(inference):
+        await publish(infra, SelectModel(actor="USER:test", model_name=NAME, version=policy.version))
+        await until("the policy in service", lambda: _is_served(inference, policy))
+        await _publish(infra, trained.features[:8])
+        await settled(infra, database_url, "inference-features")
+
+    made = await rows(database_url, select(predictions))
+    assert len(made) == 8 and {p.model_version for p in made} == {_tag(policy)}
+    assert all(p.p_up is None and p.expected_return is None and 0 <= p.position_target <= 1 for p in made)
+    assert len({p.position_target for p in made}) > 1  # it follows the features, not a constant

@@ -175,3 +175,20 @@ def test_per_coin_specialists_challenge_the_global_champion_and_are_served_as_on
     assert made["BTC/USDT"] == model.members[0].predict_one(values)
     assert made["ETH/USDT"] == model.members[1].predict_one(values)
     assert made["BTC/USDT"] != made["ETH/USDT"] and made["SOL/USDT"] is None  # not trained on: no opinion
+
+
+def test_a_position_policy_is_backtested_with_the_council_following_it_and_left_to_an_operator(
+        candles: list, tmp_path: Path) -> None:
+    registry = Registry.local(tmp_path)
+    request = REQUEST.model_copy(update={"model_name": "quorum-policy", "model": ModelSpec(
+        family="sharpe_policy", params={"hidden_size": 8, "epochs": 30, "patience": 10})})
+
+    result = train(request, candles, registry, code_version="test", settings=LearningSettings(auto_promote=True))
+
+    assert result.score.metrics["mse"] is None and result.score.metrics["rows"] > 0
+    assert set(result.strategy) == {"BTC/USDT", "ETH/USDT"}
+    trips = [r.walk_forward["oos"]["metrics"]["round_trips"] for r in result.strategy.values()]
+    assert sum(trips) > 0  # the council's policy follower traded on the targets
+    assert "beats_naive_mse" in result.verdict.failed and not result.promoted
+    model, info = registry.load("quorum-policy@challenger")
+    assert info.tags["family"] == "sharpe_policy" and model.spec.family == "sharpe_policy"

@@ -575,11 +575,11 @@ def test_dip_only_ever_buys_or_holds() -> None:
             assert DIP.evaluate(dip_input(*path, current=current)).direction in (Action.BUY, Action.HOLD)
 
 
-def test_defaults_are_one_of_each_type_named_after_it_with_their_risk_tags() -> None:
+def test_defaults_are_one_of_each_type_but_the_opt_in_policy_follower_named_after_it_with_their_risk_tags() -> None:
     assert [(s.name, s.risk_tag) for s in DEFAULTS] == [
         ("rsi", RiskTag.LOW), ("macd", RiskTag.MEDIUM), ("bollinger", RiskTag.LOW), ("keltner", RiskTag.MEDIUM),
         ("composite", RiskTag.LOW), ("model", RiskTag.MEDIUM), ("dip", RiskTag.HIGH), ("trend", RiskTag.MEDIUM)]
-    assert set(STRATEGY_TYPES) == {s.name for s in DEFAULTS}
+    assert set(STRATEGY_TYPES) == {s.name for s in DEFAULTS} | {"policy"}
     assert all(type(s) is STRATEGY_TYPES[s.name] for s in DEFAULTS)
 
 

@@ -22,7 +22,7 @@ from quorum.backtest.bus import InProcessBus
 from quorum.backtest.config import RunnerConfig
 from quorum.council import decide as council
 from quorum.council.base import FeatureRow, PredictionView, StrategyInput
-from quorum.domain.models import builtin, prediction_of
+from quorum.domain.models import MAX_WINDOW, builtin, prediction_of
 from quorum.events.base import Envelope, new_envelope
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed, OrderBookSnapshotted
@@ -78,6 +78,7 @@ class Runner:
         # state per service, exactly what each service keeps in its tables
         self.engines: dict[SeriesKey, FeatureEngine] = {}
         self.history: dict[tuple[SeriesKey, str], deque[FeatureRow]] = {}
+        self.recent: dict[tuple[SeriesKey, str], deque[FeatureRow]] = {}  # what a windowed model reads back
         self.predictions: dict[tuple[SeriesKey, datetime], list[PredictionView]] = {}
         self.council_book = council.CouncilBook()
         self.risk_book = RiskBook(cash=config.starting_cash)
@@ -162,13 +163,24 @@ class Runner:
         rows = self.history.get((key, out.feature_set))
         if rows is None:
             rows = self.history[(key, out.feature_set)] = deque(maxlen=self.config.council.council.lookback)
-        rows.append(FeatureRow(c.ts, c.close, out.values))  # what the council reads back from the features table
+        row = FeatureRow(c.ts, c.close, out.values)
+        rows.append(row)  # what the council reads back from the features table
+        recent = self.recent.get((key, out.feature_set))
+        if recent is None:
+            recent = self.recent[(key, out.feature_set)] = deque(maxlen=MAX_WINDOW)
+        recent.append(row)
         self._emit("features", env, out)
 
     def _inference(self, env: Envelope[Any]) -> None:
-        p = prediction_of(self.predictor, env.payload)
+        f = env.payload
+        earlier: list[Any] = []
+        window = getattr(self.predictor, "window", 1)  # a predictor that does not say reads one row
+        if window > 1:  # the rows before this one, as inference reads them from the features table
+            rows = self.recent[((f.exchange, f.symbol, f.timeframe), f.feature_set)]
+            earlier = [r.values for r in list(rows)[-window:-1]]
+        p = prediction_of(self.predictor, f, earlier)
         self.predictions.setdefault(((p.exchange, p.symbol, p.timeframe), p.ts), []).append(
-            PredictionView(p.model_name, p.model_version, p.horizon, p.p_up))
+            PredictionView(p.model_name, p.model_version, p.horizon, p.p_up, p.position_target))
         self._emit("inference", env, p)
 
     def _emit(self, source: str, cause: Envelope[Any], payload: Any) -> Envelope[Any]:

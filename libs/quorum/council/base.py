@@ -49,6 +49,7 @@ class PredictionView:
     model_version: str
     horizon: int
     p_up: float | None
+    position_target: float | None = None  # a position policy's (0 flat .. 1 long), not a prediction of returns
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,13 @@ class StrategyInput:
         """The prediction of ``model_name`` (any model when None) that is out of warm-up, if there is one."""
         for p in self.predictions:
             if p.p_up is not None and (model_name is None or p.model_name == model_name):
+                return p
+        return None
+
+    def target(self, model_name: str | None = None) -> PredictionView | None:
+        """The position policy's output (of ``model_name``, any when None) that is out of warm-up, if any."""
+        for p in self.predictions:
+            if p.position_target is not None and (model_name is None or p.model_name == model_name):
                 return p
         return None
 

@@ -1,7 +1,8 @@
-"""The strategy library: eight voters built on ``base.StrategyBase``, configured from JSON by ``type``
-(``STRATEGY_TYPES`` is the default council: one of each). The trend regime filter (``trend``, on a 480-bar EMA) is
-the default Solo strategy: walk-forward over 2021-2023 it was the one configuration with a positive mean campaign
-return, a Sharpe above buy-and-hold's and a smaller drawdown (``bench/default_config_walkforward.py``).
+"""The strategy library: nine voters built on ``base.StrategyBase``, configured from JSON by ``type``
+(``STRATEGY_TYPES``; the default council is one of each but the opt-in ``policy`` follower). The trend regime
+filter (``trend``, on a 480-bar EMA) is the default Solo strategy: walk-forward over 2021-2023 it was the one
+configuration with a positive mean campaign return, a Sharpe above buy-and-hold's and a smaller drawdown
+(``bench/default_config_walkforward.py``).
 
 All are pure functions of their ``StrategyInput``. They read features by the names the indicator specs give them
 (``quorum.indicators.spec``), so a parameter change cannot silently read another indicator's column. They are
@@ -41,7 +42,8 @@ from quorum.types import Action
 
 __all__ = [
     "MAX_STOP_FRACTION", "STRATEGY_TYPES", "BollingerReversion", "DipAwareEntry", "KeltnerReversion", "MacdTrend",
-    "ModelDriven", "MultivariateComposite", "RsiReversion", "StrategySpec", "TrendRegime", "default_strategies",
+    "ModelDriven", "MultivariateComposite", "PolicyFollower", "RsiReversion", "StrategySpec", "TrendRegime",
+    "default_strategies",
     "parse_strategies", "protective_levels",
 ]
 
@@ -440,6 +442,41 @@ class ModelDriven(_Strategy):
         return self._vote(inp, Action.HOLD, 0.0, "MODEL_NEUTRAL", **meta)
 
 
+class PolicyFollower(_Strategy):
+    """Follows a position policy (a model trained on the Sharpe ratio that gives a target position, not a return):
+    BUY while its target is at least ``enter_at``, SELL once it is at most ``exit_at``, HOLD between (hysteresis, so a
+    target wavering around one level does not trade every bar); confidence is the target's distance from the nearer
+    threshold's side of the range. ``model_name`` None follows any model's target. Not in the default council (the
+    champion predicts returns): name it in ``QUORUM_COUNCIL_STRATEGIES`` (and as the Solo strategy to follow it
+    alone)."""
+
+    KIND: ClassVar[ProducerKind] = ProducerKind.MODEL
+    IN_DEFAULT_COUNCIL: ClassVar[bool] = False
+    type: Literal["policy"] = "policy"
+    risk_tag: RiskTag = RiskTag.MEDIUM
+    model_name: str | None = Field(default=None, min_length=1)
+    enter_at: float = Field(default=0.6, gt=0.0, le=1.0)
+    exit_at: float = Field(default=0.3, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _exit_below_entry(self) -> PolicyFollower:
+        if self.exit_at >= self.enter_at:
+            raise ValueError(f"policy exit_at {self.exit_at} must be below enter_at {self.enter_at}")
+        return self
+
+    def _evaluate(self, inp: StrategyInput) -> Signal:
+        pred = inp.target(self.model_name)
+        if pred is None or pred.position_target is None:
+            return self._vote(inp, Action.HOLD, 0.0, "NO_POSITION_TARGET", model_name=self.model_name)
+        t = pred.position_target
+        meta = {"model_name": pred.model_name, "model_version": pred.model_version, "position_target": t}
+        if t >= self.enter_at:
+            return self._vote(inp, Action.BUY, min(1.0, t), "POLICY_LONG", **meta)
+        if t <= self.exit_at:
+            return self._vote(inp, Action.SELL, min(1.0, 1.0 - t), "POLICY_FLAT", **meta)
+        return self._vote(inp, Action.HOLD, 0.0, "POLICY_BETWEEN", **meta)
+
+
 # --- dip-aware entry ----------------------------------------------------------------------------------------
 
 class DipAwareEntry(_Strategy):
@@ -538,13 +575,13 @@ class TrendRegime(_Strategy):
 
 StrategySpec = Annotated[
     RsiReversion | MacdTrend | BollingerReversion | KeltnerReversion | MultivariateComposite | ModelDriven
-    | DipAwareEntry | TrendRegime,
+    | DipAwareEntry | TrendRegime | PolicyFollower,
     Field(discriminator="type"),
 ]
 STRATEGY_TYPES: dict[str, type[StrategyBase]] = {
     cls.model_fields["type"].default: cls
     for cls in (RsiReversion, MacdTrend, BollingerReversion, KeltnerReversion, MultivariateComposite, ModelDriven,
-                DipAwareEntry, TrendRegime)
+                DipAwareEntry, TrendRegime, PolicyFollower)
 }
 _STRATEGIES = TypeAdapter(tuple[StrategySpec, ...])
 
@@ -564,5 +601,6 @@ def parse_strategies(config: str | bytes | Sequence[Any]) -> tuple[StrategyBase,
 
 
 def default_strategies() -> tuple[StrategyBase, ...]:
-    """One instance of every strategy type with its default parameters, named after its type."""
-    return tuple(cls() for cls in STRATEGY_TYPES.values())
+    """One instance of every strategy type with its default parameters, named after its type (but the opt-in ones,
+    ``IN_DEFAULT_COUNCIL`` false)."""
+    return tuple(cls() for cls in STRATEGY_TYPES.values() if getattr(cls, "IN_DEFAULT_COUNCIL", True))

@@ -22,3 +22,6 @@ class PredictionMade(SeriesPoint):
                                                       "from a model that gives only a direction (the baseline)")
     run_id: str | None = Field(default=None, max_length=64,
                                description="the MLflow run that trained the model; None for a built-in model")
+    position_target: float | None = Field(default=None, ge=0.0, le=1.0,
+                                          description="a position policy's target, 0 flat to 1 fully long (spot, "
+                                                      "no leverage); None from a model that predicts returns")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from quorum.backtest.cli import InputError, add_market_options, load_candles
+from quorum.learning.families import Family
 
 
 def _registry_options(p: argparse.ArgumentParser) -> None:
@@ -44,7 +45,8 @@ def add_parsers(subparsers: Any) -> None:
     add_market_options(t, database_help="stored candles instead of files (default without --data: DATABASE_URL or "
                                         "the running native stack's)")
     t.add_argument("--name", default="quorum-global", help="the registered model's name")
-    t.add_argument("--family", default="lightgbm", choices=["xgboost", "lightgbm", "random_forest"])
+    t.add_argument("--family", default="lightgbm", choices=[f.value for f in Family],
+                   help="a tree family or a sequence model (lstm, transformer: torch, over windows of rows)")
     t.add_argument("--task", default="classification", choices=["regression", "classification"])
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter of the family (repeatable), e.g. n_estimators=300")
@@ -207,10 +209,14 @@ def cmd_train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
           f"{', '.join(summary['aliases'])}", file=out)
     print(f"dataset {summary['dataset_hash'][:16]}: {summary['rows']:,} rows x {summary['features']} features, "
           f"{summary['folds']} folds", file=out)
-    print(f"out of sample: {m['rows']:,} rows, MSE {m['mse']:.4g} vs naive {m['naive_mse']:.4g} "
-          f"({m['mse_vs_naive']:.4f}x), direction {m['direction_accuracy']:.2%} vs always-up "
-          f"{m['always_up_accuracy']:.2%}, Brier {m['brier']:.4f}", file=out)
-    if champ:
+    if m["mse"] is None:
+        print(f"out of sample: {m['rows']:,} rows; a position policy predicts no return (judged by its strategy "
+              f"below)", file=out)
+    else:
+        print(f"out of sample: {m['rows']:,} rows, MSE {m['mse']:.4g} vs naive {m['naive_mse']:.4g} "
+              f"({m['mse_vs_naive']:.4f}x), direction {m['direction_accuracy']:.2%} vs always-up "
+              f"{m['always_up_accuracy']:.2%}, Brier {m['brier']:.4f}", file=out)
+    if champ and champ["mse"] is not None:
         print(f"champion, same folds: MSE {champ['mse']:.4g}, direction {champ['direction_accuracy']:.2%}", file=out)
     for asset, s in summary["strategy"].items():
         bench = s.get("buy_and_hold") or {}

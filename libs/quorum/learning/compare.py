@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quorum.domain.models import MomentumBaseline
 from quorum.learning.artifacts import fit_model
 from quorum.learning.dataset import SYMBOL_CODE, Dataset, DatasetSpec, build_dataset
-from quorum.learning.families import Family, ModelSpec, Task
+from quorum.learning.families import TREE_FAMILIES, ModelSpec, Task
 from quorum.learning.meta import EXPECTED_SUFFIX, P_UP_SUFFIX, MetaSpec, fit_meta
 from quorum.learning.policy import PolicySpec, bar_returns, fit_policy
 from quorum.learning.scoring import prediction_metrics, splits
@@ -43,7 +43,7 @@ from quorum.learning.sequence import SequenceSpec, fit_sequence, windows
 from quorum.learning.train import FoldPlan
 from quorum.times import from_ms, timeframe_step
 
-TREES = tuple(f.value for f in Family)
+TREES = tuple(f.value for f in TREE_FAMILIES)
 SEQUENCES = ("lstm", "transformer")
 FAMILIES = ("baseline", *TREES, *SEQUENCES, "meta", "policy")
 """In report order: every family ``quorum compare-models`` knows."""

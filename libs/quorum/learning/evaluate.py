@@ -17,9 +17,9 @@ from quorum.events.market_data import CandleClosed
 from quorum.learning.artifacts import Model
 from quorum.learning.dataset import build_dataset
 from quorum.learning.registry import ModelVersionInfo
-from quorum.learning.scoring import prediction_metrics
+from quorum.learning.scoring import score_rows
 from quorum.learning.serving import SYMBOL_CODE, compatibility
-from quorum.learning.train import MODEL_COUNCIL, dataset_spec_of, frames_of, served
+from quorum.learning.train import council_for, dataset_spec_of, frames_of, served
 
 HEADLINE = ("total_return", "sharpe", "max_drawdown", "round_trips", "fees")
 
@@ -46,8 +46,7 @@ def evaluate(model: Model, info: ModelVersionInfo, candles: Sequence[CandleClose
         frame = frame.with_columns(pl.col("symbol").replace_strict(codes, return_dtype=pl.Float64).alias(SYMBOL_CODE))
     X = frame.select(model.feature_columns).to_numpy().astype(np.float64, copy=False)
     y = frame.get_column("label_return").to_numpy()
-    expected, p_up = model.predict(X)
-    m = prediction_metrics(y, expected, p_up)
+    m, _ = score_rows(model, X, y, np.arange(len(y)), len(chosen))
     out: dict[str, Any] = {
         "model": f"{info.name}:{info.version}", "run_id": info.run_id, "aliases": list(info.aliases),
         "symbols": list(chosen), "timeframe": trained.timeframe,
@@ -72,7 +71,7 @@ def _backtest(model: Model, info: ModelVersionInfo, candles: Sequence[CandleClos
     from quorum.backtest.engine import backtest
     from quorum.backtest.metrics import metrics_of
 
-    config = RunnerConfig.from_env(council=MODEL_COUNCIL)
+    config = RunnerConfig.from_env(council=council_for(model))
     reason = compatibility(model, config.feature_set)
     if reason is not None:
         return {"skipped": reason}

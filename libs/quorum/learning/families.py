@@ -38,6 +38,13 @@ class Family(StrEnum):
     XGBOOST = "xgboost"
     LIGHTGBM = "lightgbm"
     RANDOM_FOREST = "random_forest"
+    LSTM = "lstm"  # sequence models (torch): fitted by ``quorum.learning.sequence`` over windows of rows
+    TRANSFORMER = "transformer"
+    SHARPE_POLICY = "sharpe_policy"  # a position policy (torch) trained on the Sharpe ratio: ``quorum.learning.policy``
+
+
+TREE_FAMILIES = (Family.XGBOOST, Family.LIGHTGBM, Family.RANDOM_FOREST)
+SEQUENCE_FAMILIES = (Family.LSTM, Family.TRANSFORMER)
 
 
 ParamValue = float | int | str | bool
@@ -97,7 +104,33 @@ _RANDOM_FOREST_PARAMS = {
     "max_samples": _Param(0.5, 1e-3, 1.0),  # fraction of the rows bootstrapped per tree (unused without bootstrap)
     "bootstrap": _Param(True),
 }
+_SEQUENCE_PARAMS = {  # ``quorum.learning.sequence.SequenceSpec``'s fields; its validation applies too
+    "window": _Param(48, 2, 2048),
+    "hidden_size": _Param(32, 1, 1024),
+    "layers": _Param(1, 1, 8),
+    "heads": _Param(2, 1, 64),
+    "dropout": _Param(0.0, 0.0, 0.99),
+    "learning_rate": _Param(1e-3, 1e-6, 1.0),
+    "batch_size": _Param(256, 1, 65_536),
+    "max_epochs": _Param(15, 1, 10_000),
+    "patience": _Param(3, 1, 10_000),
+    "validation_fraction": _Param(0.2, 0.01, 0.99),
+    "weight_decay": _Param(0.0, 0.0, 1.0),
+}
+_POLICY_PARAMS = {  # ``quorum.learning.policy.PolicySpec``'s: hidden = (hidden_size,) * layers
+    "hidden_size": _Param(32, 1, 1024),
+    "layers": _Param(1, 0, 4),
+    "learning_rate": _Param(0.01, 1e-6, 1.0),
+    "epochs": _Param(300, 1, 100_000),
+    "patience": _Param(30, 1, 100_000),
+    "validation_fraction": _Param(0.2, 0.0, 0.5),
+    "fee_rate": _Param(0.001, 0.0, 0.5),
+    "weight_decay": _Param(0.0, 0.0, 1.0),
+}
 PARAMS: dict[Family, dict[str, _Param]] = {
+    Family.SHARPE_POLICY: _POLICY_PARAMS,
+    Family.LSTM: _SEQUENCE_PARAMS,
+    Family.TRANSFORMER: _SEQUENCE_PARAMS,
     Family.XGBOOST: _XGBOOST_PARAMS,
     Family.LIGHTGBM: _LIGHTGBM_PARAMS,
     Family.RANDOM_FOREST: _RANDOM_FOREST_PARAMS,
@@ -410,6 +443,8 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, feature_columns: Sequence
         feature_set: str) -> TrainedModel:
     """Train on the training rows only: X (rows x features, ``feature_columns`` order) and y, the rows' forward log
     returns (the classifier learns y > 0). The normaliser and both statistics come from these rows too."""
+    if spec.family not in _ADAPTERS:
+        raise ValueError(f"{spec.family} is a sequence family: quorum.learning.artifacts.fit_model trains it")
     X = _finite_matrix(X, "X")
     y = np.asarray(y, dtype=np.float64)
     columns = tuple(feature_columns)

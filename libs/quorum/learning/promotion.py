@@ -65,8 +65,12 @@ def _fmt(x: Any) -> str:
 def verdict(score: ModelScore, gates: Mapping[str, GateReport] | None, settings: LearningSettings,
             *, has_champion: bool) -> Verdict:
     m = score.metrics
-    checks = [Check("beats_naive_mse", m["mse"] < m["naive_mse"],
-                    f"out-of-sample MSE {_fmt(m['mse'])} vs the zero-return predictor's {_fmt(m['naive_mse'])}")]
+    if m["mse"] is None:  # a position policy: no prediction to compare
+        checks = [Check("beats_naive_mse", False, "a position policy predicts no return: it is judged by its "
+                                                  "strategy backtest and promoted by an operator")]
+    else:
+        checks = [Check("beats_naive_mse", m["mse"] < m["naive_mse"],
+                        f"out-of-sample MSE {_fmt(m['mse'])} vs the zero-return predictor's {_fmt(m['naive_mse'])}")]
     metric = settings.primary_metric
     if not has_champion:
         checks.append(Check("beats_champion", True, "no champion yet"))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from quorum.learning.artifacts import Model, load_model
+from quorum.learning.artifacts import Model, is_policy, load_model
 from quorum.learning.families import Family
 
 MODEL_ARTIFACT = "model"
@@ -39,7 +39,8 @@ QUORUM_ARTIFACT = "quorum_model"
 FOLD_PREFIX = "fold/"
 """Per-fold metrics are logged as ``fold/<metric>`` with step = the fold index."""
 
-_LIBRARY = {Family.XGBOOST: "xgboost", Family.LIGHTGBM: "lightgbm", Family.RANDOM_FOREST: "scikit-learn"}
+_LIBRARY = {Family.XGBOOST: "xgboost", Family.LIGHTGBM: "lightgbm", Family.RANDOM_FOREST: "scikit-learn",
+            Family.LSTM: "torch", Family.TRANSFORMER: "torch", Family.SHARPE_POLICY: "torch"}
 
 
 class UnknownModelError(ValueError):
@@ -255,9 +256,7 @@ def _save_pyfunc(model: Model, path: Path, example: np.ndarray) -> None:
     import pandas as pd
     from mlflow.models import infer_signature
 
-    expected, p_up = model.predict(example)
-    signature = infer_signature(pd.DataFrame(example, columns=list(model.feature_columns)),
-                                pd.DataFrame({"expected_return": expected, "p_up": p_up}))
+    signature = infer_signature(pd.DataFrame(example, columns=list(model.feature_columns)), _outputs(model, example))
     with tempfile.TemporaryDirectory(prefix="quorum-model-") as tmp:
         model_dir = Path(tmp) / QUORUM_ARTIFACT
         model.save(model_dir)
@@ -266,6 +265,16 @@ def _save_pyfunc(model: Model, path: Path, example: np.ndarray) -> None:
             mlflow.pyfunc.save_model(str(path), python_model=_pyfunc_class()(),
                                      artifacts={QUORUM_ARTIFACT: str(model_dir)}, signature=signature,
                                      pip_requirements=_requirements(model.spec.family))
+
+
+def _outputs(model: Model, X: np.ndarray) -> Any:
+    """What the pyfunc returns for rows X: expected_return and p_up, or a policy's position_target."""
+    import pandas as pd
+
+    if is_policy(model):
+        return pd.DataFrame({"position_target": model.positions(X)})  # type: ignore[attr-defined]
+    expected, p_up = model.predict(X)
+    return pd.DataFrame({"expected_return": expected, "p_up": p_up})
 
 
 def _requirements(family: Family) -> list[str]:
@@ -293,10 +302,7 @@ def _pyfunc_class() -> type:
             self.model = load_model(Path(context.artifacts[QUORUM_ARTIFACT]))
 
         def predict(self, context, model_input, params=None):
-            import pandas as pd
-
             X = np.asarray(model_input[list(self.model.feature_columns)], dtype=np.float64)
-            expected, p_up = self.model.predict(X)
-            return pd.DataFrame({"expected_return": expected, "p_up": p_up})
+            return _outputs(self.model, X)
 
     return QuorumPyfunc

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from quorum.backtest.walkforward import Fold
-from quorum.learning.artifacts import Model, fit_model
+from quorum.learning.artifacts import Model, fit_model, is_policy, window_of
 from quorum.learning.dataset import Dataset
 from quorum.learning.families import ModelSpec
 from quorum.times import timeframe_step, to_ms
@@ -65,6 +65,25 @@ def prediction_metrics(y: np.ndarray, expected: np.ndarray, p_up: np.ndarray) ->
             "brier": float(np.mean((p_up - up) ** 2)), "reliability": reliability}
 
 
+def policy_metrics(y: np.ndarray, positions: np.ndarray) -> dict[str, Any]:
+    """What can be said of a position policy's rows without a prediction: the same keys as
+    ``prediction_metrics`` (the prediction ones None), the naive MSE and "always up" beside them, its mean position."""
+    return {"rows": int(len(y)), "mse": None, "naive_mse": float(np.mean(y ** 2)), "mse_vs_naive": None,
+            "direction_accuracy": None, "always_up_accuracy": float(np.mean(y > 0)), "brier": None,
+            "reliability": [], "mean_position": float(np.mean(positions)) if len(positions) else None}
+
+
+def score_rows(model: Model, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
+            symbols: int) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+    """The model's metrics on ``rows`` and what pooling needs: (y, expected or None for a policy, p_up or
+    positions)."""
+    if is_policy(model):
+        positions = model.positions(X[rows])  # type: ignore[attr-defined]
+        return policy_metrics(y[rows], positions), (y[rows], None, positions)
+    expected, p_up = predict_rows(model, X, rows, symbols)
+    return prediction_metrics(y[rows], expected, p_up), (y[rows], expected, p_up)
+
+
 @dataclass(frozen=True)
 class FoldScore:
     fold: Fold
@@ -96,6 +115,18 @@ def _fit_rows(spec: ModelSpec, ds: Dataset, X: np.ndarray, y: np.ndarray, rows: 
     return fit_model(spec, X[np.ix_(rows, index)], y[rows], columns, ds.spec.feature_set.version)
 
 
+def predict_rows(model: Model, X: np.ndarray, rows: np.ndarray, symbols: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs for ``rows`` of X (a dataset's matrix, in its time order); a model that reads a window
+    of rows also gets the rows before them (``symbols`` series interleaved in X)."""
+    window = window_of(model)
+    if window == 1:
+        return model.predict(X[rows])
+    lo = max(0, int(rows.min()) - 2 * window * max(symbols, 1))
+    context = np.arange(lo, int(rows.max()) + 1)
+    expected, p_up = model.predict(X[context])
+    return expected[rows - lo], p_up[rows - lo]
+
+
 def score(ds: Dataset, spec: ModelSpec, fold_list: Sequence[Fold], *, champion: Model | None = None,
           progress: Callable[[int, int], None] | None = None) -> ModelScore:
     """Walk-forward scores of ``spec`` on ``ds``; with ``champion``, its family is retrained per fold on the same
@@ -109,16 +140,15 @@ def score(ds: Dataset, spec: ModelSpec, fold_list: Sequence[Fold], *, champion: 
     folds, models, pooled, pooled_champion = [], [], [], []
     for n, sp in enumerate(chosen, 1):
         model = _fit_rows(spec, ds, X, y, sp.train, ds.feature_columns)
-        expected, p_up = model.predict(X[sp.test])
-        pooled.append((y[sp.test], expected, p_up))
+        mine, part = score_rows(model, X, y, sp.test, len(ds.spec.symbols))
+        pooled.append(part)
         theirs = None
         if champion is not None:
             rival = _fit_rows(champion.spec, ds, X, y, sp.train, champion.feature_columns)
-            c_expected, c_p_up = rival.predict(X[np.ix_(sp.test, [ds.feature_columns.index(c)
-                                                                  for c in champion.feature_columns])])
-            pooled_champion.append((y[sp.test], c_expected, c_p_up))
-            theirs = prediction_metrics(y[sp.test], c_expected, c_p_up)
-        folds.append(FoldScore(sp.fold, len(sp.train), prediction_metrics(y[sp.test], expected, p_up), theirs))
+            theirs_columns = [ds.feature_columns.index(c) for c in champion.feature_columns]
+            theirs, part = score_rows(rival, X[:, theirs_columns], y, sp.test, len(ds.spec.symbols))
+            pooled_champion.append(part)
+        folds.append(FoldScore(sp.fold, len(sp.train), mine, theirs))
         models.append(model)
         if progress is not None:
             progress(n, len(chosen))
@@ -126,8 +156,11 @@ def score(ds: Dataset, spec: ModelSpec, fold_list: Sequence[Fold], *, champion: 
                       tuple(models))
 
 
-def _pooled(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    return prediction_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+def _pooled(parts: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> dict[str, Any]:
+    y, last = np.concatenate([p[0] for p in parts]), np.concatenate([p[2] for p in parts])
+    if parts[0][1] is None:
+        return policy_metrics(y, last)
+    return prediction_metrics(y, np.concatenate([p[1] for p in parts]), last)  # type: ignore[misc]
 
 
 def fit_all(ds: Dataset, spec: ModelSpec, *, until: datetime | None = None) -> Model:

@@ -78,7 +78,10 @@ def search(ds: Dataset, base: ModelSpec, budget: SearchBudget, outer: list[Fold]
     if len(inner) < 2:
         raise ValueError("the first training window is too short for a parameter search (two inner folds needed)")
     higher = PRIMARY_METRICS[budget.metric]
-    space = SPACES[base.family]
+    space = SPACES.get(base.family)
+    if space is None:
+        raise ValueError(f"no search space for {base.family}: give its parameters instead "
+                         f"(searchable: {', '.join(sorted(SPACES))})")
 
     def objective(trial: optuna.Trial) -> float:
         params: dict[str, Any] = dict(base.params)

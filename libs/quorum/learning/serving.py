@@ -7,12 +7,12 @@ feature set, or columns (lags, higher timeframes) the features service does not 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from quorum.events.features import FeaturesComputed
 from quorum.indicators.spec import FeatureSetSpec
-from quorum.learning.artifacts import Model
+from quorum.learning.artifacts import Model, is_policy, window_of
 
 SYMBOL_CODE = "symbol_code"
 
@@ -26,13 +26,24 @@ class ServedModel:
     horizon: int = 1
     symbols: tuple[str, ...] = ()  # a global model's symbols, in ``symbol_code`` order
 
-    def predict_features(self, f: FeaturesComputed) -> tuple[float | None, float] | None:
-        values = f.values
+    @property
+    def window(self) -> int:
+        return window_of(self.model)
+
+    def predict_features(self, f: FeaturesComputed, earlier: Sequence[Mapping[str, float | None]] = ()
+                         ) -> tuple[float | None, float | None] | tuple[None, None, float] | None:
+        rows = [*earlier[max(len(earlier) - self.window + 1, 0):], f.values] if self.window > 1 else [f.values]
         if SYMBOL_CODE in self.model.feature_columns:
             if f.symbol not in self.symbols:
                 return None  # a symbol the model was not trained on: no opinion rather than a made-up code
-            values = {**values, SYMBOL_CODE: float(self.symbols.index(f.symbol))}
-        return self.model.predict_one(values)
+            code = float(self.symbols.index(f.symbol))
+            rows = [{**r, SYMBOL_CODE: code} for r in rows]
+        if self.window > 1:
+            return self.model.predict_recent(rows)  # type: ignore[attr-defined, no-any-return]
+        if is_policy(self.model):
+            target = self.model.position_one(rows[0])  # type: ignore[attr-defined]
+            return None if target is None else (None, None, target)
+        return self.model.predict_one(rows[0])
 
 
 def compatibility(model: Model, feature_set: FeatureSetSpec) -> str | None:

@@ -25,7 +25,7 @@ from quorum.backtest.config import RunnerConfig
 from quorum.backtest.gates import GateReport, GateSettings, gate_each_asset
 from quorum.backtest.walkforward import Fold, WindowMode, folds
 from quorum.events.market_data import CandleClosed
-from quorum.learning.artifacts import Model
+from quorum.learning.artifacts import Model, is_policy
 from quorum.learning.dataset import Dataset, DatasetSpec, build_dataset
 from quorum.learning.drift import DRIFT_REFERENCE, reference_of_dataset
 from quorum.learning.families import ModelSpec
@@ -37,6 +37,17 @@ from quorum.learning.serving import ServedModel, compatibility
 from quorum.times import from_ms, timeframe_step, to_ms
 
 MODEL_COUNCIL = {"mode": "SOLO", "solo_strategy": "model"}
+POLICY_COUNCIL = {"mode": "SOLO", "solo_strategy": "policy"}
+
+
+def council_for(model: Model) -> dict[str, Any]:
+    """The council a model's backtest runs: Solo on the ``model`` strategy, or on the ``policy`` follower (added to
+    the default strategies) for a position policy."""
+    if not is_policy(model):
+        return MODEL_COUNCIL
+    from quorum.council.strategies import PolicyFollower, default_strategies
+
+    return {**POLICY_COUNCIL, "strategies": (*default_strategies(), PolicyFollower(name="policy"))}
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -141,7 +152,7 @@ def _strategy(request: TrainingRequest, ds: Dataset, sc: ModelScore, fold_list: 
               candles: Sequence[CandleClosed], base: RunnerConfig,
               progress: Callable[[int, int], None]) -> dict[str, GateReport]:
     by_fold = {f.fold: m for f, m in zip(sc.folds, sc.models, strict=True)}
-    config = replace(RunnerConfig.from_env(council=MODEL_COUNCIL), venue=base.venue, ledger=base.ledger)
+    config = replace(RunnerConfig.from_env(council=council_for(sc.models[0])), venue=base.venue, ledger=base.ledger)
 
     def config_for(fold: Fold) -> RunnerConfig:
         model = by_fold.get(fold)

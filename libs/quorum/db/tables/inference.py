@@ -23,6 +23,7 @@ predictions = Table(
     Column("p_up", Float),
     Column("expected_return", Float, comment="expected log return over the horizon (null: direction only)"),
     Column("run_id", String(64), comment="the MLflow run that trained the model (null: a built-in model)"),
+    Column("position_target", Float, comment="a position policy's target, 0 flat to 1 long (null: a predictor)"),
     Column("event_id", UUID(as_uuid=True), nullable=False),
     PrimaryKeyConstraint("exchange", "symbol", "timeframe", "model_version", "ts"),
     Index("ix_predictions_time", "ts"),
