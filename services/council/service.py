@@ -140,14 +140,15 @@ class CouncilService(Service):
             raise FeaturesMissing(f"no {p.feature_set} features for {p.symbol} {p.timeframe} at {p.ts}")
         preds = (await ctx.conn.execute(
             select(predictions.c.model_name, predictions.c.model_version, predictions.c.horizon, predictions.c.p_up,
-                   predictions.c.position_target)
+                   predictions.c.position_target, predictions.c.expected_return)
             .where(predictions.c.exchange == p.exchange, predictions.c.symbol == p.symbol,
                    predictions.c.timeframe == p.timeframe, predictions.c.ts == p.ts)
             .order_by(predictions.c.model_name, predictions.c.model_version))).all()
-        views = tuple(PredictionView(r.model_name, r.model_version, r.horizon, r.p_up, r.position_target)
-                      for r in preds)
+        views = tuple(PredictionView(r.model_name, r.model_version, r.horizon, r.p_up, r.position_target,
+                                     r.expected_return) for r in preds)
         if not any(v.model_version == p.model_version for v in views):  # the triggering one is always known
-            views = (PredictionView(p.model_name, p.model_version, p.horizon, p.p_up, p.position_target), *views)
+            views = (PredictionView(p.model_name, p.model_version, p.horizon, p.p_up, p.position_target,
+                                    p.expected_return), *views)
         return StrategyInput(p.exchange, p.symbol, p.timeframe,
                              tuple(FeatureRow(r.ts, r.close, r[2]) for r in reversed(rows)), views)
 

@@ -25,6 +25,21 @@ def step(campaign: Campaign = OPEN, *, price: str = "100", outlook: float = 0.0,
 
 # --- manage -----------------------------------------------------------------------------------------------------
 
+def test_a_model_expecting_downside_gates_an_entry_and_a_re_entry_only_when_the_gate_is_set() -> None:
+    gate = CampaignParams(entry_gate_p=0.45)
+    reduced = Campaign(quantity=D(1), average_cost=D(100), peak_quantity=D(2), cost=D(100), position_id="p1")
+
+    def gated(campaign: Campaign, p_up: float | None, params: CampaignParams = gate):  # noqa: ANN202
+        return manage(campaign, price=D(100), outlook=0.5, consensus=Action.BUY, p_up=p_up, params=params)
+
+    assert (gated(Campaign(), 0.40).action, gated(Campaign(), 0.40).reason_codes) == (
+        Action.HOLD, ("ENTRY_GATED", "DOWNSIDE_EXPECTED", "MODEL"))
+    assert gated(Campaign(), 0.50).intent is Intent.ENTRY
+    assert gated(Campaign(), None).intent is Intent.ENTRY  # no model: nothing to gate on
+    assert gated(reduced, 0.40).reason_codes[0] == "REENTRY_GATED" and gated(reduced, 0.6).intent is Intent.REENTRY
+    assert gated(Campaign(), 0.40, P).intent is Intent.ENTRY  # the default: no gate
+
+
 def test_flat_buy_consensus_is_a_full_entry_and_a_sell_has_nothing_to_close() -> None:
     assert (step(Campaign(), consensus=Action.BUY).intent, step(Campaign(), consensus=Action.BUY).fraction) == (
         Intent.ENTRY, D(1))

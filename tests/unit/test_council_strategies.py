@@ -448,6 +448,22 @@ def test_model_reads_only_its_named_model() -> None:
     assert named.kind is ProducerKind.MODEL and named.risk_tag is RiskTag.MEDIUM
 
 
+@pytest.mark.parametrize(("p_up", "expected", "direction", "reason"), [
+    (0.8, 0.003, Action.BUY, "MODEL_BULLISH"), (0.8, 0.001, Action.HOLD, "MODEL_EDGE_TOO_SMALL"),
+    (0.8, None, Action.BUY, "MODEL_BULLISH"), (0.2, -0.003, Action.SELL, "MODEL_BEARISH"),
+    (0.2, -0.001, Action.HOLD, "MODEL_EDGE_TOO_SMALL"), (0.2, 0.004, Action.HOLD, "MODEL_EDGE_TOO_SMALL"),
+])
+def test_model_votes_only_with_the_expected_return_to_pay_for_the_trade(
+        p_up: float, expected: float | None, direction: Action, reason: str) -> None:
+    fee_aware = ModelDriven(min_expected_return=0.002)
+    inp = make({"atr_14": 1.0}, predictions=[PredictionView("lgbm", "v7", 1, p_up, expected_return=expected)])
+
+    signal = fee_aware.evaluate(inp)
+
+    assert codes(signal) == (direction, (reason,))
+    assert signal.metadata["expected_return"] == expected
+
+
 def test_model_buy_waits_for_the_atr_it_sets_levels_from() -> None:
     assert codes(MODEL.evaluate(make({}, p_up=0.9))) == (Action.HOLD, ("WARMUP",))
 

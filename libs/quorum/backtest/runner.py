@@ -180,7 +180,7 @@ class Runner:
             earlier = [r.values for r in list(rows)[-window:-1]]
         p = prediction_of(self.predictor, f, earlier)
         self.predictions.setdefault(((p.exchange, p.symbol, p.timeframe), p.ts), []).append(
-            PredictionView(p.model_name, p.model_version, p.horizon, p.p_up, p.position_target))
+            PredictionView(p.model_name, p.model_version, p.horizon, p.p_up, p.position_target, p.expected_return))
         self._emit("inference", env, p)
 
     def _emit(self, source: str, cause: Envelope[Any], payload: Any) -> Envelope[Any]:

@@ -50,6 +50,7 @@ class PredictionView:
     horizon: int
     p_up: float | None
     position_target: float | None = None  # a position policy's (0 flat .. 1 long), not a prediction of returns
+    expected_return: float | None = None  # the expected log return over the horizon (None: direction only)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ class CampaignParams(BaseModel):
     rebound_hold_p: float = Field(default=0.55, gt=0, lt=1)
     continuation_exit_p: float = Field(default=0.40, gt=0, lt=1)
     derisk_fraction: Decimal = Field(default=Decimal("0.5"), gt=0, lt=1)
+    entry_gate_p: float | None = Field(default=None, gt=0, lt=1,
+                                       description="hold an entry or re-entry while a model's P(up) is below this "
+                                                   "(near-term downside likely); None: no gate")
 
     @model_validator(mode="after")
     def _ordered(self) -> CampaignParams:
@@ -99,7 +102,10 @@ def manage(campaign: Campaign, *, price: Decimal, outlook: float, consensus: Act
     ``sell_exits``: a SELL consensus ends the campaign at once (Solo mode: the named strategy decides).
     Otherwise a SELL consensus is one more negative reading and the campaign ends only when they persist.
     """
+    gated = params.entry_gate_p is not None and p_up is not None and p_up < params.entry_gate_p
     if not campaign.is_open:
+        if consensus is Action.BUY and gated:
+            return _hold(replace(campaign, negative_streak=0), "ENTRY_GATED", "DOWNSIDE_EXPECTED", "MODEL")
         if consensus is Action.BUY:
             return Step(Action.BUY, Intent.ENTRY, ONE, ("ENTRY",), replace(campaign, negative_streak=0))
         return _hold(replace(campaign, negative_streak=0), "NO_POSITION" if consensus is Action.SELL else "FLAT")
@@ -128,6 +134,8 @@ def manage(campaign: Campaign, *, price: Decimal, outlook: float, consensus: Act
         return Step(Action.SELL, Intent.TAKE_PROFIT, params.partial_fraction,
                     ("TACTICAL_TAKE_PROFIT", "EDGE_WEAKENING"), c)
     if consensus is Action.BUY:
+        if c.quantity < c.peak_quantity and gated:
+            return _hold(c, "REENTRY_GATED", "DOWNSIDE_EXPECTED", "MODEL")
         if c.quantity < c.peak_quantity:
             return Step(Action.BUY, Intent.REENTRY, (c.peak_quantity - c.quantity) / c.peak_quantity,
                         ("TACTICAL_REENTRY", "EDGE_RECOVERED"), c)

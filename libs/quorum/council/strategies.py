@@ -416,12 +416,15 @@ def _usable_p_up(inp: StrategyInput, model_name: str | None) -> tuple[float, dic
     if pred is None or pred.p_up is None or not 0.0 <= pred.p_up <= 1.0:
         return None
     return pred.p_up, {"model_name": pred.model_name, "model_version": pred.model_version,
-                       "horizon": pred.horizon, "p_up": pred.p_up}
+                       "horizon": pred.horizon, "p_up": pred.p_up, "expected_return": pred.expected_return}
 
 
 class ModelDriven(_Strategy):
-    """Votes the model's direction: BUY when p_up >= ``buy_above``, SELL when <= ``sell_below``; confidence is the
-    model's distance from a coin flip, ``|p_up - 0.5| * 2``. ``model_name`` None takes any model's prediction."""
+    """Votes the model's direction: BUY when p_up >= ``buy_above`` and the expected return (when the model gives
+    one) exceeds ``min_expected_return``, SELL when p_up <= ``sell_below`` and the expected return is below minus
+    it; confidence is the model's distance from a coin flip, ``|p_up - 0.5| * 2``. A direction without the edge to
+    pay for the trade (e.g. 0.002: a round trip's fees) holds with ``MODEL_EDGE_TOO_SMALL``. ``model_name`` None
+    takes any model's prediction."""
 
     KIND: ClassVar[ProducerKind] = ProducerKind.MODEL
     type: Literal["model"] = "model"
@@ -429,15 +432,22 @@ class ModelDriven(_Strategy):
     model_name: str | None = Field(default=None, min_length=1)
     buy_above: float = Field(default=0.6, gt=0.5, le=1.0)
     sell_below: float = Field(default=0.4, ge=0.0, lt=0.5)
+    min_expected_return: float = Field(default=0.0, ge=0.0, le=1.0,
+                                       description="the expected log return a vote needs beyond zero (fees)")
 
     def _evaluate(self, inp: StrategyInput) -> Signal:
         usable = _usable_p_up(inp, self.model_name)
         if usable is None:
             return self._vote(inp, Action.HOLD, 0.0, "NO_PREDICTION", model_name=self.model_name)
         p, meta = usable
+        expected = meta["expected_return"]
         if p >= self.buy_above:
+            if expected is not None and float(expected) <= self.min_expected_return:
+                return self._vote(inp, Action.HOLD, 0.0, "MODEL_EDGE_TOO_SMALL", **meta)
             return self._vote(inp, Action.BUY, (p - 0.5) * 2, "MODEL_BULLISH", **meta)
         if p <= self.sell_below:
+            if expected is not None and float(expected) >= -self.min_expected_return:
+                return self._vote(inp, Action.HOLD, 0.0, "MODEL_EDGE_TOO_SMALL", **meta)
             return self._vote(inp, Action.SELL, (0.5 - p) * 2, "MODEL_BEARISH", **meta)
         return self._vote(inp, Action.HOLD, 0.0, "MODEL_NEUTRAL", **meta)
 
