@@ -21,7 +21,7 @@ from pathlib import Path
 
 from quorum.backtest.data import from_files
 from quorum.learning.dataset import DatasetSpec
-from quorum.learning.families import TREE_FAMILIES, ModelSpec, Task
+from quorum.learning.families import TREE_FAMILIES, Family, ModelSpec, Task
 from quorum.learning.registry import Registry
 from quorum.learning.train import FoldPlan, TrainingRequest, train
 
@@ -30,7 +30,8 @@ DATA = Path(os.environ.get("QUORUM_DATA_DIR", Path(__file__).resolve().parents[1
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", action="append", choices=[f.value for f in TREE_FAMILIES])
+    p.add_argument("--family", action="append", choices=[f.value for f in Family],
+                   help="default: the tree families")
     p.add_argument("--task", action="append", choices=[t.value for t in Task])
     p.add_argument("--from", dest="start", default="2022-01-01")
     p.add_argument("--to", dest="end", default="2024-01-01", help="exclusive")

@@ -192,3 +192,22 @@ def test_a_position_policy_is_backtested_with_the_council_following_it_and_left_
     assert "beats_naive_mse" in result.verdict.failed and not result.promoted
     model, info = registry.load("quorum-policy@challenger")
     assert info.tags["family"] == "sharpe_policy" and model.spec.family == "sharpe_policy"
+
+
+def test_a_meta_learner_goes_through_the_same_job_and_gate_and_registers_as_one_version(candles: list,
+                                                                                      tmp_path: Path) -> None:
+    from quorum.learning.stacking import Stacked
+
+    registry = Registry.local(tmp_path)
+    baseline = train(REQUEST.model_copy(update={"strategy_backtest": False}), candles, registry, code_version="test")
+    registry.set_alias("quorum-global", CHAMPION, baseline.version.version)
+    request = REQUEST.model_copy(update={"model": ModelSpec(family="meta", task="classification")})
+
+    result = train(request, candles, registry, code_version="test")
+    model, info = registry.load(f"quorum-global:{result.version.version}")
+
+    assert result.score.metrics["rows"] == baseline.score.metrics["rows"]  # the same folds and test rows
+    assert result.score.champion is not None and {c.name for c in result.verdict.checks} == {
+        "beats_naive_mse", "beats_champion", "validation_gates"}
+    assert isinstance(model, Stacked) and [f.value for f, _ in model.bases] == ["lightgbm", "random_forest"]
+    assert info.tags["family"] == "meta" and set(result.strategy) == {"BTC/USDT", "ETH/USDT"}

@@ -23,7 +23,7 @@ from quorum.learning.families import SEQUENCE_FAMILIES, Family, ModelSpec, Train
 from quorum.learning.specialists import KIND as SPECIALISTS
 from quorum.learning.specialists import Specialists, fit_specialists
 
-SEQUENCE, POLICY = "sequence", "sharpe_policy"
+SEQUENCE, POLICY, STACKED = "sequence", "sharpe_policy", "stacked"
 
 
 class Model(Protocol):
@@ -53,6 +53,12 @@ def fit_model(spec: ModelSpec, X: np.ndarray, y: np.ndarray, feature_columns: Se
                                 **spec.resolved_params())
         columns = tuple(feature_columns)
         return Windowed(fit_sequence(net_spec, X, y, _groups(np.asarray(X), columns), columns, feature_set))
+    if spec.family is Family.META:
+        from quorum.learning.stacking import fit_stacked
+
+        if spec.per_symbol:
+            raise ValueError("a meta-learner stacks its bases over every symbol: per_symbol is for trees")
+        return fit_stacked(spec, X, y, feature_columns, feature_set)
     if spec.family is Family.SHARPE_POLICY:
         return _fit_policy(spec, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64),
                            tuple(feature_columns), feature_set)
@@ -188,6 +194,10 @@ def load_model(directory: Path) -> Model:
         return TrainedModel.load(directory)
     if kind == SPECIALISTS:
         return Specialists.load(directory)
+    if kind == STACKED:
+        from quorum.learning.stacking import Stacked
+
+        return Stacked.load(directory)
     if kind == POLICY:
         from quorum.learning.policy import SharpePolicy
 
@@ -200,9 +210,5 @@ def load_model(directory: Path) -> Model:
 
         net = SequenceModel.load(directory)
         return Windowed(net, dict(net.extras))
-    raise ValueError(f"{path}: unknown model kind {kind!r} (this code serves single models, {SPECIALISTS!r}, "
-                     f"{SEQUENCE!r} and {POLICY!r}; {', '.join(map(repr, UNSERVED))} models are compared, not served)")
-
-
-UNSERVED = ("meta",)
-"""Kinds ``quorum compare-models`` trains that the registry and inference do not take yet."""
+    raise ValueError(f"{path}: unknown model kind {kind!r} (this code reads single models, {SPECIALISTS!r}, "
+                     f"{SEQUENCE!r}, {POLICY!r} and {STACKED!r})")

@@ -41,6 +41,7 @@ class Family(StrEnum):
     LSTM = "lstm"  # sequence models (torch): fitted by ``quorum.learning.sequence`` over windows of rows
     TRANSFORMER = "transformer"
     SHARPE_POLICY = "sharpe_policy"  # a position policy (torch) trained on the Sharpe ratio: ``quorum.learning.policy``
+    META = "meta"  # base models of other families stacked by a composition: ``quorum.learning.stacking``
 
 
 TREE_FAMILIES = (Family.XGBOOST, Family.LIGHTGBM, Family.RANDOM_FOREST)
@@ -127,7 +128,18 @@ _POLICY_PARAMS = {  # ``quorum.learning.policy.PolicySpec``'s: hidden = (hidden_
     "fee_rate": _Param(0.001, 0.0, 0.5),
     "weight_decay": _Param(0.0, 0.0, 1.0),
 }
+_META_PARAMS = {  # ``quorum.learning.stacking``: which bases (each with its family's defaults), how to compose
+    "use_xgboost": _Param(False),
+    "use_lightgbm": _Param(True),
+    "use_random_forest": _Param(True),
+    "use_lstm": _Param(False),
+    "use_transformer": _Param(False),
+    "fitted": _Param(True),  # a logistic (classification) or ridge (regression) combiner; false: the mean
+    "holdout_fraction": _Param(0.3, 0.05, 0.9),  # the latest rows the composition is fitted on
+    "embargo_rows": _Param(48, 0, 100_000),  # rows between the bases' fit and the held-out rows
+}
 PARAMS: dict[Family, dict[str, _Param]] = {
+    Family.META: _META_PARAMS,
     Family.SHARPE_POLICY: _POLICY_PARAMS,
     Family.LSTM: _SEQUENCE_PARAMS,
     Family.TRANSFORMER: _SEQUENCE_PARAMS,

@@ -40,7 +40,8 @@ FOLD_PREFIX = "fold/"
 """Per-fold metrics are logged as ``fold/<metric>`` with step = the fold index."""
 
 _LIBRARY = {Family.XGBOOST: "xgboost", Family.LIGHTGBM: "lightgbm", Family.RANDOM_FOREST: "scikit-learn",
-            Family.LSTM: "torch", Family.TRANSFORMER: "torch", Family.SHARPE_POLICY: "torch"}
+            Family.LSTM: "torch", Family.TRANSFORMER: "torch", Family.SHARPE_POLICY: "torch",
+            Family.META: "xgboost lightgbm scikit-learn torch"}  # a meta-learner's bases may be of any family
 
 
 class UnknownModelError(ValueError):
@@ -278,7 +279,7 @@ def _outputs(model: Model, X: np.ndarray) -> Any:
 
 
 def _requirements(family: Family) -> list[str]:
-    wanted = ["numpy", "scipy", "pandas", _LIBRARY[family]]
+    wanted = ["numpy", "scipy", "pandas", *_LIBRARY[family].split()]
     pins = []
     for package in wanted:
         try:
