@@ -68,8 +68,14 @@ def main() -> None:
             f"({_f((s.get('buy_and_hold') or {}).get('sharpe'))} / "
             f"{(s.get('buy_and_hold') or {}).get('max_drawdown', 0):.1%})"
             for a, s in result.summary()["strategy"].items())
-        print(f"{family:<14}{task:<15}{scope:<12}{total:>8.1f}{fit:>7.1f}{m['rows']:>8,}{m['mse_vs_naive']:>10.4f}"
-              f"{m['direction_accuracy']:>9.2%}{m['always_up_accuracy']:>7.2%}{m['brier']:>7.4f}  {strategy}")
+        print(f"{family:<14}{task:<15}{scope:<12}{total:>8.1f}{fit:>7.1f}{m['rows']:>8,}"
+              f"{_cell(m['mse_vs_naive'], '.4f', 10)}{_cell(m['direction_accuracy'], '.2%', 9)}"
+              f"{_cell(m['always_up_accuracy'], '.2%', 7)}{_cell(m['brier'], '.4f', 7)}  {strategy}")
+
+
+def _cell(x: float | None, fmt: str, width: int) -> str:
+    """A metric, or n/a (a position policy predicts no return)."""
+    return f"{'n/a' if x is None else format(x, fmt):>{width}}"
 
 
 def _f(x: float | None) -> str:
