@@ -83,3 +83,36 @@ def test_candles_a_running_stack_has_not_decided_yet_are_left_out_of_the_compari
 
     assert _decided(candles, found) == candles[:7]
     assert _decided(candles, []) == []
+
+
+def test_the_replay_applies_a_recorded_change_of_risk_profile_before_the_first_candle_decided_with_it() -> None:
+    candles = stream(60)
+    keys = [(c.exchange, c.symbol, c.timeframe, c.ts) for c in candles]
+    profiles = {k: ("MEDIUM" if i < 25 else "LOW") for i, k in enumerate(keys)}
+    runner = Runner(RunnerConfig.from_env())
+
+    recorder = runner.run(as_recorded(runner, candles, Configurations(profiles=profiles)))
+
+    seen = [e.payload.risk_profile.value for e in recorder.of(DecisionMade)]
+    assert seen == ["MEDIUM"] * 25 + ["LOW"] * 35
+    changed = [e for e in recorder.envelopes if e.event_type == "RiskProfileChanged"]
+    assert len(changed) == 1 and changed[0].payload.actor == "SYSTEM:replay"
+
+
+def test_the_replay_applies_a_recorded_change_of_a_symbols_council_mode_before_the_first_candle_decided_with_it(
+        ) -> None:
+    from quorum.backtest.replay import Control
+    from quorum.types import CouncilMode
+
+    candles = stream(60)
+    keys = [(c.exchange, c.symbol, c.timeframe, c.ts) for c in candles]
+    controls = {k: Control(CouncilMode.SOLO, "trend") if i < 30 else Control(CouncilMode.SOLO, "rsi")
+                for i, k in enumerate(keys)}
+    runner = Runner(RunnerConfig.from_env())
+
+    recorder = runner.run(as_recorded(runner, candles, Configurations(controls=controls)))
+
+    solo = [next(c for c in e.payload.reason_codes if c.startswith("SOLO:")) for e in recorder.of(DecisionMade)]
+    assert solo == ["SOLO:trend"] * 30 + ["SOLO:rsi"] * 30
+    assert Control.of("SOLO", 0.5, ["SOLO:rsi", "FLAT"]) == Control(CouncilMode.SOLO, "rsi")
+    assert Control.of("COUNCIL", 0.35, ["CONSENSUS"]) == Control(CouncilMode.COUNCIL, None, 0.35)

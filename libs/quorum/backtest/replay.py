@@ -4,7 +4,8 @@ with what the services recorded. On a correct system there is no difference.
 
 Each candle is decided with the configuration its recorded decision was made with (``decisions.configuration_id``:
 an operator may have approved an optimizer configuration during the session): the runner switches the council's
-settings where the recorded ones switched."""
+settings where the recorded ones switched; and with the risk profile its decision saw (``decisions.risk_profile``):
+an operator's change of profile is applied again, as a ``SetRiskProfile`` settled just before that candle."""
 
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from quorum.backtest.config import RunnerConfig
 from quorum.backtest.data import stored_candles
 from quorum.backtest.runner import Recorder, Runner
+from quorum.council.engine import SymbolControl
 from quorum.db.tables import configurations, decisions, fills, ledger_balances, orders, predictions
 from quorum.domain.models import MODELS, Predictor
+from quorum.events.control import SetCouncilMode, SetRiskProfile
 from quorum.events.fills import OrderFilled
 from quorum.events.market_data import CandleClosed
 from quorum.events.orders import OrderUpdated, SubmitOrder
 from quorum.events.signals import DecisionMade
 from quorum.times import candle_close
+from quorum.types import CouncilMode, RiskProfile
+
+REPLAY = "SYSTEM:replay"
 
 Row = dict[str, Any]
 KEYS = {"decisions": ("exchange", "symbol", "timeframe", "ts"), "orders": ("client_order_id",),
@@ -85,6 +91,27 @@ def from_run(recorder: Recorder, runner: Runner) -> dict[str, list[Row]]:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A symbol's council mode as its recorded decision shows it: the Solo strategy (Solo mode), the threshold
+    (Council mode)."""
+
+    mode: CouncilMode
+    solo_strategy: str | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, mode: str, threshold: float, reason_codes: Iterable[str]) -> Control:
+        m = CouncilMode(mode)
+        solo = next((c.removeprefix("SOLO:") for c in reason_codes if c.startswith("SOLO:")), None)
+        return cls(m, solo if m is CouncilMode.SOLO else None, threshold if m is CouncilMode.COUNCIL else None)
+
+    def differs(self, current: SymbolControl) -> bool:
+        return (self.mode is not current.mode or (self.solo_strategy is not None
+                                                  and self.solo_strategy != current.solo_strategy)
+                or (self.threshold is not None and self.threshold != current.threshold))
+
+
+@dataclass(frozen=True)
 class Configurations:
     """Which optimizer configuration each recorded decision was made with (by candle key; absent or None: the
     services' settings) and those configurations' council overrides; which model predicted each candle
@@ -94,6 +121,8 @@ class Configurations:
     overrides: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     models: dict[tuple[Any, ...], str] = field(default_factory=dict)
     predictors: dict[str, Predictor] = field(default_factory=dict)
+    profiles: dict[tuple[Any, ...], str] = field(default_factory=dict)  # the risk profile each decision saw
+    controls: dict[tuple[Any, ...], Control] = field(default_factory=dict)  # the council mode each decision saw
 
     def trained_models(self) -> set[str]:
         """The recorded ``name@version`` tags that are not built-in models (they come from the registry)."""
@@ -137,10 +166,14 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     first, last = (stream[0].ts, stream[-1].ts) if stream else (None, None)
     dq = select(decisions.c.exchange, decisions.c.symbol, decisions.c.timeframe, decisions.c.ts,
                 decisions.c.decision_id, decisions.c.action, decisions.c.intent, decisions.c.fraction,
-                decisions.c.regime, decisions.c.configuration_id)
+                decisions.c.regime, decisions.c.risk_profile, decisions.c.mode, decisions.c.threshold,
+                decisions.c.reason_codes, decisions.c.configuration_id)
     found = [dict(r._mapping) for r in (await conn.execute(dq)).all()
              if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last]
     stream = _decided(stream, found)
+    profiles = {(r["exchange"], r["symbol"], r["timeframe"], r["ts"]): r.pop("risk_profile") for r in found}
+    controls = {(r["exchange"], r["symbol"], r["timeframe"], r["ts"]):
+                Control.of(r.pop("mode"), r.pop("threshold"), r.pop("reason_codes")) for r in found}
     used = {(r["exchange"], r["symbol"], r["timeframe"], r["ts"]): r.pop("configuration_id") for r in found}
     wanted = {v for v in used.values() if v is not None}
     rows = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
@@ -150,7 +183,7 @@ async def recorded(conn: AsyncConnection, rng: Range) -> tuple[list[CandleClosed
     predicted = {(r.exchange, r.symbol, r.timeframe, r.ts): r.model_version for r in (await conn.execute(pq)).all()
                  if (r.exchange, r.symbol, r.timeframe) in series and first is not None and first <= r.ts <= last}
     configs = Configurations({k: v for k, v in used.items() if v is not None}, {r.id: r.overrides for r in rows},
-                             predicted)
+                             predicted, profiles=profiles, controls=controls)
     ids = {r["decision_id"] for r in found}
     oq = select(orders.c.client_order_id, orders.c.decision_id, orders.c.side, orders.c.quantity, orders.c.status,
                 orders.c.filled_quantity, orders.c.symbol, orders.c.reference_ts)
@@ -190,9 +223,22 @@ def as_recorded(runner: Runner, stream: Iterable[CandleClosed], configs: Configu
     base, current, model = runner.config, None, None
     for candle in stream:
         key = (candle.exchange, candle.symbol, candle.timeframe, candle.ts)
+        profile = configs.profiles.get(key)
+        if profile is not None and profile != (runner.council_book.profile or runner.config.council.default_profile):
+            # the operator changed the risk profile before this candle was decided: change it here too
+            runner.command(SetRiskProfile(actor=REPLAY, reason="as recorded", profile=RiskProfile(profile)),
+                           candle_close(candle.ts, candle.timeframe), ("replay-profile", *key, profile))
         wanted = configs.by_candle.get(key)
         if wanted != current:
             runner.config, current = configs.config_for(base, wanted), wanted
+        control = configs.controls.get(key)
+        now = runner.council_book.control(candle.exchange, candle.symbol, runner.config.council.default_control)
+        if control is not None and control.differs(now):
+            # the operator set this symbol's council mode before this candle was decided: set it here too
+            runner.command(SetCouncilMode(actor=REPLAY, reason="as recorded", exchange=candle.exchange,
+                                          symbol=candle.symbol, mode=control.mode, threshold=control.threshold,
+                                          solo_strategy=control.solo_strategy),
+                           candle_close(candle.ts, candle.timeframe), ("replay-mode", *key))
         tag = configs.models.get(key)
         if tag is not None and tag != model:
             runner.predictor, model = configs.predictor_for(tag), tag

@@ -137,6 +137,16 @@ class Runner:
             self.bus.publish(env, only=DECISION_HEADS)
             self.bus.drain()
 
+    def command(self, payload: Any, at: datetime, key: Any) -> None:
+        """An operator's command (as the gateway publishes it) taking effect at market time ``at``, settled
+        before the next market event: what a replay uses to re-apply a recorded change, such as a risk profile."""
+        if not self._started:
+            self.start(at)
+        self.now = at
+        self.bus.clock.set(at)
+        self.bus.publish(new_envelope(payload, clock=self.bus.clock, source="gateway", event_time=at, key=key))
+        self.bus.drain()
+
     # --- plumbing -----------------------------------------------------------------------------------------
     def _deliver(self, durable: str, envelope: Envelope[Any]) -> None:
         handler = self._handlers.get(durable)
