@@ -227,6 +227,24 @@ def _finite_matrix(X: np.ndarray, what: str) -> np.ndarray:
     return X
 
 
+def feature_row(values: Mapping[str, float | None], columns: Sequence[str], what: str) -> np.ndarray | None:
+    """One feature row by name, in ``columns`` order, as every model kind reads it when served; None while any of
+    them is still warming up (None or NaN). Extra names are ignored; a missing one is an error naming ``what``
+    reads it."""
+    try:
+        row = [values[name] for name in columns]
+    except KeyError as missing:
+        raise ValueError(f"feature row lacks {missing.args[0]!r} ({what})") from None
+    if None in row:
+        return None
+    x = np.array(row, dtype=np.float64)
+    if np.isnan(x).any():
+        return None
+    if not np.isfinite(x).all():
+        raise ValueError("feature row has infinite values")
+    return x
+
+
 # --- the families ----------------------------------------------------------------------------------------------
 
 class _Adapter:
@@ -401,18 +419,9 @@ class TrainedModel:
     def predict_one(self, values: Mapping[str, float | None]) -> tuple[float, float] | None:
         """(expected_return, p_up) for one feature row by name; None while any needed feature is still warming up
         (None or NaN). Extra names in ``values`` are ignored."""
-        try:
-            row = [values[name] for name in self.feature_columns]
-        except KeyError as missing:
-            raise ValueError(f"feature row lacks {missing.args[0]!r} (model {self.spec.family}, "
-                             f"feature set {self.feature_set})") from None
-        if None in row:
+        x = feature_row(values, self.feature_columns, f"model {self.spec.family}, feature set {self.feature_set}")
+        if x is None:
             return None
-        x = np.array(row, dtype=np.float64)
-        if np.isnan(x).any():
-            return None
-        if not np.isfinite(x).all():
-            raise ValueError("feature row has infinite values")
         expected, p_up = self._outputs(self._row(self.normalizer.transform(x[None, :])))
         return float(expected[0]), float(p_up[0])
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from quorum.learning.families import Normalizer
+from quorum.learning.families import Normalizer, feature_row
 
 FORMAT_VERSION = 1
 """Of ``model.json``: bump it when the directory layout or a field's meaning changes."""
@@ -277,18 +277,9 @@ class SharpePolicy:
     def position_one(self, values: Mapping[str, float | None]) -> float | None:
         """The position for one feature row by name; None while a feature is still warming up (None or NaN).
         Extra names in ``values`` are ignored."""
-        try:
-            row = [values[name] for name in self.feature_columns]
-        except KeyError as missing:
-            raise ValueError(f"feature row lacks {missing.args[0]!r} (sharpe policy, feature set "
-                             f"{self.feature_set})") from None
-        if None in row:
+        x = feature_row(values, self.feature_columns, f"sharpe policy, feature set {self.feature_set}")
+        if x is None:
             return None
-        x = np.array(row, dtype=np.float64)
-        if np.isnan(x).any():
-            return None
-        if not np.isfinite(x).all():
-            raise ValueError("feature row has infinite values")
         return float(self.positions(x[None, :])[0])
 
     def save(self, directory: Path) -> None:

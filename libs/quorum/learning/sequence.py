@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import expit, ndtr
 from torch import nn
 
-from quorum.learning.families import MIN_RESIDUAL_STD, Normalizer, Task, _finite_matrix
+from quorum.learning.families import MIN_RESIDUAL_STD, Normalizer, Task, _finite_matrix, feature_row
 
 KIND = "sequence"
 """``model.json``'s ``kind`` for a sequence model directory."""
@@ -250,21 +250,11 @@ class SequenceModel:
         ``window`` are used); None while there are fewer or any of them is still warming up (None or NaN)."""
         if len(rows) < self.window:
             return None
-        recent = list(rows[len(rows) - self.window:])
-        values = np.empty((self.window, len(self.feature_columns)), dtype=np.float64)
-        for i, row in enumerate(recent):
-            try:
-                line = [row[name] for name in self.feature_columns]
-            except KeyError as missing:
-                raise ValueError(f"feature row lacks {missing.args[0]!r} (sequence model {self.spec.architecture}, "
-                                 f"feature set {self.feature_set})") from None
-            if None in line:
-                return None
-            values[i] = line
-        if np.isnan(values).any():
+        what = f"sequence model {self.spec.architecture}, feature set {self.feature_set}"
+        recent = [feature_row(r, self.feature_columns, what) for r in rows[len(rows) - self.window:]]
+        if any(x is None for x in recent):
             return None
-        if not np.isfinite(values).all():
-            raise ValueError("feature rows have infinite values")
+        values = np.stack(recent)  # type: ignore[arg-type]
         expected, p_up = self.predict_windows(values[None])
         return float(expected[0]), float(p_up[0])
 
