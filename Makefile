@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.quorum-installed
 
-.PHONY: install dev demo test test-unit migrate provision up down bench lint clean
+.PHONY: install system-deps dev demo test test-unit migrate provision up down bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Quorum needs Python 3.11"'
@@ -19,10 +19,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# What the tests run besides Python packages, from Debian's packages: Prometheus (+ promtool) and the
+# PostgreSQL exporter prove every dashboard panel and test the alert rules; Chromium runs the console's
+# browser tests. Installed only where a command is missing; needs root (or sudo).
+SYSTEM_COMMANDS = prometheus promtool prometheus-postgres-exporter chromium
+SYSTEM_PACKAGES = prometheus prometheus-postgres-exporter chromium
+system-deps:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "system-deps: installing Debian packages for$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
+	  else echo "system-deps: need root or sudo to apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
 dev: install  ## run everything natively; Ctrl-C stops it all
 	$(BIN)/quorum dev --authorize-paper-routing $(DEV_ARGS)
 
-test: install  ## the whole suite
+test: install system-deps  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -15,9 +15,14 @@ Operators' per-symbol controls (``council_controls``) still win over its default
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 from typing import Any
 
+from pydantic import Field
+from quorum import telemetry
 from quorum.council import decide as council_decide
 from quorum.council.base import FeatureRow, PredictionView, StrategyInput
 from quorum.council.campaign import Campaign
@@ -62,6 +67,7 @@ log = logging.getLogger(__name__)
 
 class CouncilSettings(CouncilConfig):
     http_port: int = 8104
+    karma_metrics_s: float = Field(default=30.0, gt=0, description="seconds between refreshes of the karma gauges")
 
 
 class FeaturesMissing(RuntimeError):
@@ -165,6 +171,26 @@ class CouncilService(Service):
         values = {k: getattr(c, k) for k in council_campaigns.c.keys() if k not in ("exchange", "symbol")}
         await ctx.conn.execute(insert(council_campaigns).values(exchange=exchange, symbol=symbol, **values)
                                .on_conflict_do_update(index_elements=["exchange", "symbol"], set_=values))
+
+    def tasks(self) -> list[Any]:
+        return [self._show_karma]
+
+    async def _show_karma(self) -> None:
+        """Every ``karma_metrics_s``: each strategy's karma hit rate as a gauge (NaN until it has scored votes)."""
+        assert self.engine is not None
+        while not self.stopping.is_set():
+            try:
+                async with self.engine.connect() as conn:
+                    rows = (await conn.execute(select(karma_votes).where(
+                        karma_votes.c.outcome_return.is_not(None)))).all()
+                scores = scorecard(map(Observation.from_row, rows), by="strategy")
+                for strategy in {s.name for s in self.council.strategies} | set(scores):
+                    rate = scores[strategy].hit_rate if strategy in scores else None
+                    telemetry.KARMA.labels(strategy).set(math.nan if rate is None else rate)
+            except Exception as exc:  # noqa: BLE001 - a database blip must not stop the metric
+                log.warning("karma metrics not refreshed (%s)", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.karma_metrics_s)
 
     async def _weights(self, ctx: Context) -> dict[str, float] | None:
         if not self.settings.adaptive_weights:

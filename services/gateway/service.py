@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from quorum.bus import monitor as bus_monitor
 from quorum.runtime.service import Service
 from quorum.subjects import family_wildcard
 
@@ -47,6 +48,7 @@ class GatewayService(Service):
         assert self.nc is not None
         await self.nc.subscribe(family_wildcard("control"), cb=self.commands.on_control_event)
         self._spawn(self.health.run(self.js, self.stopping))
+        self._spawn(bus_monitor.run(self.js, self.stopping, self.settings.bus_metrics_s))
         self.active_config_hash = _active_config_hash()
         await self.jobs.recover()
         self._spawn(self.jobs.watch(self.stopping))

@@ -18,6 +18,8 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUORUM_GATEWAY_", extra="ignore", frozen=True)
 
     http_port: int = 8000
+    bus_metrics_s: float = Field(default=5.0, gt=0, le=300, description="seconds between readings of consumer lag "
+                                 "and stream depths from JetStream (the quorum_consumer_* / quorum_stream_* gauges)")
     api_token: SecretStr = Field(default=SecretStr(DEV_TOKEN), min_length=12)
     control_timeout_s: float = Field(default=10.0, gt=0, le=120)
     confirmation_ttl_s: float = Field(default=120.0, gt=0, le=3600, description="how long a confirmation token lives")
@@ -31,6 +33,12 @@ class GatewaySettings(ServiceSettings):
     auth_failure_burst: float = Field(default=10.0, ge=1, description="failed authentications a client may make "
                                                                       "at once before it gets 429")
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed browser origins; none: CORS off")
+    console_idle_timeout_s: float = Field(default=900.0, gt=0, le=86_400,
+                                          description="a console session ends after this long without an "
+                                                      "operator's request (its live stream does not count)")
+    console_max_sessions: int = Field(default=1000, ge=1, le=100_000,
+                                      description="console sessions kept at once (the least recently active "
+                                                  "goes first)")
     pin_scrypt_n: int = Field(default=2**15, ge=2**10, description="scrypt cost for the master PIN")
     exchange_base_urls: dict[str, str] = Field(default_factory=dict,
                                                description="REST base URL per exchange (mirrors, local fakes)")

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+from quorum import telemetry
 from quorum.db.tables import features, model_selection, predictions
 from quorum.domain.models import DEFAULT_MODEL, MODELS, MomentumBaseline, Predictor, builtin, model_tag, prediction_of
 from quorum.events.control import (
@@ -120,6 +122,7 @@ class Served:
     source: str  # champion, selected or baseline
     since: datetime
     reference: DriftReference | None = None  # its training distribution, when the version carries one
+    created_at: datetime | None = None  # when the registry version was made (None: a built-in)
 
     @property
     def name(self) -> str:
@@ -161,6 +164,16 @@ class Refusal:
     detail: str
 
 
+def _show(serving: Serving) -> None:
+    """The model in service as metrics: its identity (info) and age."""
+    cur = serving.current
+    telemetry.MODEL_INFO.info({"model": cur.name, "version": cur.version, "run_id": cur.run_id or "",
+                               "source": cur.source})
+    born = cur.created_at or cur.since
+    telemetry.MODEL_AGE.clear()
+    telemetry.MODEL_AGE.labels(cur.name).set_function(lambda: (datetime.now(UTC) - born).total_seconds())
+
+
 class InferenceService(Service):
     NAME = "inference"
     settings: InferenceSettings
@@ -174,6 +187,7 @@ class InferenceService(Service):
         self._registry: Registry | None = None
         self._loaded: dict[str, tuple[Model, ModelVersionInfo]] = {}  # "name:version" -> loaded once
         self._serving = self._fresh(self._baseline(self.clock.now()), None)
+        self._calibration = Calibration()
 
     def handlers(self) -> dict[str, Handler]:
         return {"inference-features": self.on_features, "inference-control": self.on_control}
@@ -185,6 +199,16 @@ class InferenceService(Service):
     @property
     def serving(self) -> Serving:
         return self._serving
+
+    @property
+    def _serving(self) -> Serving:
+        return self._in_service
+
+    @_serving.setter
+    def _serving(self, serving: Serving) -> None:
+        """Every swap goes through here, so the model metrics always name what serves."""
+        self._in_service = serving
+        _show(serving)
 
     # --- start, and after a lost batch ----------------------------------------------------------------------
 
@@ -338,15 +362,19 @@ class InferenceService(Service):
             except ValueError as exc:
                 log.warning("%s: its drift reference is unreadable (%s); drift is measured against live rows", ref,
                             exc)
-        return Served(predictor, source, now, reference)
+        return Served(predictor, source, now, reference, info.created_at)
 
     # --- predicting ---------------------------------------------------------------------------------------------
 
     async def on_features(self, ctx: Context) -> None:
         f: FeaturesComputed = ctx.message.payload
         serving = self._serving
+        earlier = await _earlier(ctx.conn, f, serving.current.predictor)
         try:
-            made = prediction_of(serving.current.predictor, f, await _earlier(ctx.conn, f, serving.current.predictor))
+            started = time.perf_counter()
+            made = prediction_of(serving.current.predictor, f, earlier)
+            took = time.perf_counter() - started
+            ctx.after_commit.append(lambda: telemetry.PREDICTION_SECONDS.labels(made.model_name).observe(took))
         except Exception as exc:  # noqa: BLE001 - the model's failure: the previous one predicts and serves again
             serving, made = await self._fall_back(ctx, serving, exc, f)
         out = ctx.emit(made)
@@ -363,6 +391,7 @@ class InferenceService(Service):
             ctx.retract(out)
             return
         await self._watch(ctx, serving, f, p)
+        ctx.after_commit.append(lambda: self._calibration.observe(f, p))
 
     async def _fall_back(self, ctx: Context, serving: Serving, exc: Exception,
                          f: FeaturesComputed) -> tuple[Serving, PredictionMade]:
@@ -509,6 +538,27 @@ class InferenceService(Service):
                            status=status, details=details, key=key, chain_key=self.settings.chain_key)
 
 
+class Calibration:
+    """Scores each prediction when its horizon's close is known: P(up) bucket against what happened (in memory:
+    a restart loses the predictions still pending, which only delays the metric)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str, str, str], dict[datetime, tuple[float, float]]] = {}
+
+    def observe(self, f: FeaturesComputed, p: PredictionMade) -> None:
+        series = (p.model_name, f.exchange, f.symbol, f.timeframe)
+        pending = self._pending.setdefault(series, {})
+        made = pending.pop(f.ts - p.horizon * timeframe_step(f.timeframe), None)
+        close = float(f.close)
+        if made is not None and close != made[1]:
+            realized = "up" if close > made[1] else "down"
+            telemetry.CALIBRATION.labels(p.model_name, telemetry.calibration_bucket(made[0]), realized).inc()
+        if p.p_up is not None:
+            pending[f.ts] = (p.p_up, close)
+            for old in [ts for ts in pending if ts < f.ts - p.horizon * timeframe_step(f.timeframe)]:
+                del pending[old]
+
+
 async def _earlier(conn: AsyncConnection, f: FeaturesComputed, predictor: Predictor) -> list[dict[str, Any]]:
     """The series' feature rows before ``f`` that a windowed model reads, oldest first, from the features table
     (stored before they were published): read per candle, not kept in memory, so a restart, a redelivery or a
@@ -527,6 +577,8 @@ def _adopt_step(monitor: DriftMonitor, step: Step, tag: str) -> None:
     monitor.commit(step)
     if step.psi_max is not None:
         FEATURE_PSI.labels(tag).set(step.psi_max)
+    for feature, psi in (step.psi_by_feature or {}).items():
+        telemetry.FEATURE_PSI.labels(tag, feature).set(psi)
     if step.error_ratio is not None:
         ERROR_RATIO.labels(tag).set(step.error_ratio)
     if step.alert is not None:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+from quorum import telemetry
 from quorum.domain.ledger import Line
 from quorum.ledger import LedgerParams, decide, open_book, post_transaction
 from quorum.ledger.decide import opening_txn_id
@@ -69,6 +70,8 @@ class LedgerService(Service):
             outcome = open_book(book, self.params, ctx.clock.now())
             await self.store.write(ctx.conn, outcome.records)
             await emit_outcome(ctx, outcome, chain_key=self.settings.chain_key)
+            marked = await self.store.load_marks(ctx.conn, [TradingMode.PAPER])
+            ctx.after_commit.append(lambda: telemetry.ledger_book(marked, self.params))
 
         await self.transact(open_)
 
@@ -78,3 +81,4 @@ class LedgerService(Service):
         outcome = decide(book, ctx.message, self.params, ctx.clock.now())
         await self.store.write(ctx.conn, outcome.records)
         await emit_outcome(ctx, outcome, chain_key=self.settings.chain_key)
+        ctx.after_commit.append(lambda: telemetry.ledger_book(outcome.state, self.params))

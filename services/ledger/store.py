@@ -66,6 +66,10 @@ class PostgresLedgerStore:
             return LedgerBook()  # most candles: nobody holds the symbol
         return await self._marking(conn, sorted({TradingMode(m) for m in modes}), LedgerBook())
 
+    async def load_marks(self, conn: AsyncConnection, modes: Sequence[TradingMode]) -> LedgerBook:
+        """These modes' positions, quote cash and peaks alone (what the metrics show at start)."""
+        return await self._marking(conn, modes, LedgerBook())
+
     async def _marking(self, conn: AsyncConnection, modes: Sequence[TradingMode], book: LedgerBook) -> LedgerBook:
         """Add what marking these modes' equity reads: their positions, quote cash and equity peaks."""
         names = [m.value for m in modes]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
 from prometheus_client import Counter, Gauge
+from quorum import telemetry
 from quorum.clock import Clock
 from quorum.db.tables import candle_corrections, candles, order_book_snapshots
 from quorum.events.market_data import CandleClosed, CandleCorrected, DataSourceSwitched, OrderBookSnapshotted
@@ -37,6 +39,8 @@ from .settings import MarketDataSettings
 log = logging.getLogger("quorum.market_data.live")
 LIVE = Counter("quorum_md_live_events_total", "Live market-data events by kind", ["kind", "exchange"])
 GAPS = Counter("quorum_md_gaps_total", "Gaps found and repaired", ["outcome"])
+for _outcome in ("found", "repaired", "unrepairable"):
+    GAPS.labels(_outcome)  # 0 from the start
 LAG = Gauge("quorum_md_lag_seconds", "Time from a candle's close to its storage", ["exchange", "symbol", "timeframe"])
 REJECTED = Gauge("quorum_md_live_rejected", "Bad live records rejected so far", ["exchange", "symbol", "timeframe"])
 
@@ -128,9 +132,15 @@ class LivePipeline:
         events = (FailoverCandleFeed(feeds[0], feeds[1], clock=self.svc.clock).events()
                   if len(feeds) == 2 else feeds[0].events())
         rejected = REJECTED.labels(s.live_exchange, symbol, timeframe)
+        telemetry.SOURCE_ACTIVE.labels(symbol, s.live_exchange).set(1)
+        reported: Tally[str] = Tally()
         async for event in events:
             await self.svc.transact(lambda ctx, e=event: self._apply(ctx, e))
             rejected.set(sum(f.rejections.total for f in feeds))
+            now = sum((f.rejections.counts for f in feeds), Tally())
+            for reason, n in (now - reported).items():
+                telemetry.ROWS_REJECTED.labels(reason).inc(n)
+            reported = now
 
     async def _apply(self, ctx: Context, event: CandleClosed | CandleCorrected | DataSourceSwitched) -> None:
         exchange = self.s.live_exchange

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
+from quorum import telemetry
 from quorum.db.tables import candles as candles_t
 from quorum.db.tables import replay_checkpoints
 from quorum.events.base import Envelope, new_envelope
@@ -45,6 +46,7 @@ class MarketDataService(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._backfills: set[asyncio.Task[Any]] = set()
+        self._rejected_by_reason: dict[str, int] = {}
 
     def tasks(self) -> list[Any]:
         if self.settings.source == "replay":
@@ -165,3 +167,9 @@ class MarketDataService(Service):
         ROWS.labels("published").inc(len(batch))
         ROWS.labels("rejected").inc(rejections.total - self._rejected_reported)
         self._rejected_reported = rejections.total
+        telemetry.observe_committed(self.NAME, envelopes)
+        for symbol in {c.symbol for c in batch}:
+            telemetry.SOURCE_ACTIVE.labels(symbol, "replay").set(1)
+        for reason, n in rejections.counts.items():
+            telemetry.ROWS_REJECTED.labels(reason).inc(n - self._rejected_by_reason.get(reason, 0))
+            self._rejected_by_reason[reason] = n

@@ -22,8 +22,9 @@ from typing import Any
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from quorum import oms
+from quorum import oms, telemetry
 from quorum.clock import Clock
+from quorum.db.tables import trade_proposals
 from quorum.events.control import AuthorizeRouting, DisconnectRouting
 from quorum.metrics import ORDERS_REFUSED, ROUTING_CONNECTED
 from quorum.oms import ROUTING_DISCONNECTED, Discrepancy, OmsBook, OmsParams, OrderEvent
@@ -35,6 +36,7 @@ from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import OperatingMode
 from quorum.venues.paper import PaperVenueView
+from sqlalchemy import func, select
 
 from .store import OmsStore, Slice, protection_ids, slice_for
 
@@ -119,6 +121,10 @@ class OmsService(Service):
             state = oms.snapshot(book, self.params, now)
             await self._commit(ctx, book, Outcome(book, (), tuple(self._check_snapshot(state))), now)
             await self._reconcile(ctx, now)
+            pending = (await ctx.conn.execute(select(func.count()).select_from(trade_proposals).where(
+                trade_proposals.c.status == "PENDING"))).scalar_one()
+            mode = book.operating_mode
+            ctx.after_commit.append(lambda: (telemetry.operating_mode(mode), telemetry.PROPOSALS_PENDING.set(pending)))
             log.info("hydrated: %d open orders, positions %s", len(state["open_orders"]), state["positions"])
 
         await self.transact(cold_start)

@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 from pydantic import Field
+from quorum import telemetry
 from quorum.clock import Clock
 from quorum.db.tables import ledger_balances, ledger_transactions, positions, risk_balances, risk_positions
 from quorum.domain.ledger import account
@@ -88,6 +89,14 @@ class RiskService(Service):
         await self.store.save(ctx.conn, before, outcome.state, ctx.clock.now())
         await self.store.write(ctx.conn, outcome.records)
         await emit_outcome(ctx, outcome, chain_key=self.settings.chain_key)
+        ctx.after_commit.append(lambda: telemetry.risk_book(outcome.state, self.params))
+
+    async def on_start(self) -> None:
+        async def show(ctx: Context) -> None:  # the gauges say where the book stands before the first message
+            book = await self.store.load(ctx.conn, ())
+            ctx.after_commit.append(lambda: telemetry.risk_book(book, self.params))
+
+        await self.transact(show)
 
     async def on_decision(self, ctx: Context) -> None:
         d: DecisionMade = ctx.message.payload

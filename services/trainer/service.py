@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from quorum import telemetry
 from quorum.backtest.data import stored_candles
 from quorum.db.tables import training_jobs
 from quorum.events.control import (
@@ -257,6 +258,7 @@ class TrainerService(Service):
 
     async def _supervise(self, job: RunningJob) -> None:
         """Run the job in its thread while renewing the claim; then record how it ended."""
+        telemetry.TRAINING_RUNNING.inc()
         try:
             candles = await self._candles(job.request)
             result = await self._watch(job, self._in_thread(job, candles))
@@ -280,6 +282,7 @@ class TrainerService(Service):
                 stage="done", progress=100.0, elapsed_s=job.latest.elapsed_s if job.latest else None,
                 then=self._promote(job, result) if promote else None)
         finally:
+            telemetry.TRAINING_RUNNING.dec()
             self._job = self._task = None
             self.completed += 1
             self._wake.set()  # look for the next job at once

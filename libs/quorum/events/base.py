@@ -100,6 +100,8 @@ class Envelope(Frozen, Generic[P]):
     ingest_time: AwareDatetime = Field(description="when Quorum created this message")
     correlation_id: UUID = Field(description="id of the first message of the causal chain")
     causation_id: UUID | None = Field(default=None, description="id of the message that caused this one")
+    origin_time: AwareDatetime | None = Field(
+        default=None, description="ingest time of the chain's first message: where end-to-end latency starts")
     source: str = Field(description="producing service")
     payload: P
 
@@ -138,10 +140,12 @@ def new_envelope(
         event_id = stable_uuid(caused_by.event_id, etype, "" if key is None else key)
         correlation_id = caused_by.correlation_id
         causation_id = caused_by.event_id
+        origin_time = caused_by.origin_time or caused_by.ingest_time
     else:
         event_id = stable_uuid(etype, key)
         correlation_id = event_id
         causation_id = None
+        origin_time = None
     now = clock.now()
     return envelope(  # type: ignore[no-any-return]
         event_id=event_id,
@@ -151,6 +155,7 @@ def new_envelope(
         ingest_time=now,
         correlation_id=correlation_id,
         causation_id=causation_id,
+        origin_time=origin_time or now,
         source=source,
         payload=payload,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from quorum.events.base import Payload
 from quorum.types import Exchange, Liquidity, NonNegativeDecimal, PositiveDecimal, Side, Symbol, TradingMode
@@ -27,3 +27,5 @@ class OrderFilled(Payload):
     liquidity: Liquidity
     ts: AwareDatetime
     is_final: bool = True
+    arrival_mid: PositiveDecimal | None = Field(
+        default=None, description="the venue's mid when the order arrived (paper venue): slippage is against it")

@@ -209,6 +209,7 @@ class Step:
     alert: DriftAlert | None
     psi_max: float | None
     error_ratio: float | None
+    psi_by_feature: Mapping[str, float] | None = None  # every input's PSI, once the window is full
 
 
 @dataclass
@@ -263,7 +264,7 @@ class DriftMonitor:
         row = None if any(v is None for v in raw) else np.asarray(raw, dtype=np.float64)
         if row is not None and not np.isfinite(row).all():
             row = None
-        bins = psi_max = None
+        bins = psi_max = by_feature = None
         psi: dict[str, float] = {}
         rows = len(self._window)
         if row is not None and self._binning is not None and self._counts is not None:
@@ -276,6 +277,7 @@ class DriftMonitor:
             if rows == self.limits.window:
                 values = self._binning.psi(counts, rows)
                 psi_max = float(values.max())
+                by_feature = {c: float(v) for c, v in zip(self.columns, values, strict=True)}
                 if psi_max > self.limits.psi_limit:
                     psi = {c: float(v) for c, v in zip(self.columns, values, strict=True)
                            if v > self.limits.psi_limit}
@@ -298,7 +300,8 @@ class DriftMonitor:
                                rows if self._binning is not None else 0, error_rows)
         expected = obs.expected_return if obs.expected_return is not None and math.isfinite(
             obs.expected_return) else None
-        return Step(obs.ts, row, bins, (obs.series, obs.ts, obs.close, expected), error, alert, psi_max, ratio)
+        return Step(obs.ts, row, bins, (obs.series, obs.ts, obs.close, expected), error, alert, psi_max, ratio,
+                    by_feature)
 
     def _realised(self, obs: Observation) -> tuple[float, float] | None:
         """The prediction made ``horizon`` bars before ``obs`` on its series (by time: across a gap there is

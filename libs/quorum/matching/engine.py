@@ -86,6 +86,7 @@ class Fill:
     liquidity: Liquidity
     ts: int
     is_final: bool  # no further fill will come for this order
+    arrival_mid: Decimal | None = field(default=None, compare=False)  # the mid when it arrived: slippage is against it
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class _Live:
     seq: int  # submission order while pending; queue position once armed or resting
     filled: Decimal = ZERO
     fills: int = 0
+    arrival_mid: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -299,6 +301,7 @@ class MatchingEngine:
             if o.order.client_order_id not in self.pending:
                 continue  # cancelled a moment ago by its OCO partner, which arrived with it and executed
             del self.pending[o.order.client_order_id]
+            o.arrival_mid = self._mid()
             out.append(StatusChange(o.order.client_order_id, S.ACCEPTED, o.due, ZERO))
             if o.order.type in STOP_TYPES:
                 self._queue(self.stops, o)
@@ -388,9 +391,16 @@ class MatchingEngine:
         o.fills += 1
         fee, currency = self.config.fees.charge(o.order.side, qty, price, liquidity, self.base, self.quote)
         coid = o.order.client_order_id
-        out.append(Fill(coid, f"{coid}-{o.fills}", o.order.side, qty, price, fee, currency, liquidity, ts, is_final))
+        out.append(Fill(coid, f"{coid}-{o.fills}", o.order.side, qty, price, fee, currency, liquidity, ts, is_final,
+                        o.arrival_mid))
         if o.order.oco_group is not None and o.fills == 1:
             self._cancel_partners(o, ts, out)
+
+    def _mid(self) -> Decimal | None:
+        book = self.book
+        if book is None or not book.bids or not book.asks:
+            return None
+        return (book.bids[0][0] + book.asks[0][0]) / 2
 
     def _cancel_partners(self, o: _Live, ts: int, out: list[Output]) -> None:
         """As on Binance: once one order of an OCO group executes (even partly), the others are cancelled in
@@ -426,7 +436,8 @@ class MatchingEngine:
             "rng": [version, list(internal), gauss],
             "book": self.book.to_dict() if self.book else None,
             "orders": [{"phase": phase, "order": o.order.to_dict(), "due": o.due, "seq": o.seq,
-                        "filled": str(o.filled), "fills": o.fills}
+                        "filled": str(o.filled), "fills": o.fills,
+                        "arrival_mid": None if o.arrival_mid is None else str(o.arrival_mid)}
                        for phase, pool in self._pools().items() for o in pool.values()],
             "final": [[coid, status.value] for coid, status in self.final.items()],
         }
@@ -443,7 +454,8 @@ class MatchingEngine:
         pools = engine._pools()
         for r in d["orders"]:
             pools[r["phase"]][r["order"]["client_order_id"]] = _Live(
-                Order.from_dict(r["order"]), r["due"], r["seq"], Decimal(r["filled"]), r["fills"])
+                Order.from_dict(r["order"]), r["due"], r["seq"], Decimal(r["filled"]), r["fills"],
+                None if r.get("arrival_mid") is None else Decimal(r["arrival_mid"]))
         engine.final = {coid: OrderStatus(status) for coid, status in d["final"]}
         return engine
 

@@ -375,7 +375,7 @@ class _Draft:
             fill_id=out.fill_id, venue=cmd.venue, mode=cmd.mode, client_order_id=out.client_order_id,
             exchange=cmd.exchange, symbol=cmd.symbol, side=out.side, quantity=out.quantity, price=out.price,
             fee=out.fee, fee_currency=out.fee_currency, liquidity=out.liquidity, ts=from_ms(out.ts),
-            is_final=out.is_final)
+            is_final=out.is_final, arrival_mid=out.arrival_mid)
         self.records.append(FillRecorded(fill))
         self.events.append(Emit(fill, key=out.fill_id, event_time=fill.ts))
         orders = self._writable_orders()

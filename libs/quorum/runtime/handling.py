@@ -45,6 +45,7 @@ from quorum.events.base import Envelope, Payload, UndecodableMessage, decode, ne
 from quorum.metrics import DLQ, DUPLICATES, EVENTS_IN, HANDLER_ERRORS, HANDLER_SECONDS, REDELIVERIES
 from quorum.runtime import logs
 from quorum.subjects import dead_letter
+from quorum.telemetry import observe_committed
 from quorum.topology import ConsumerSpec
 
 log = logging.getLogger("quorum.consumer")
@@ -445,6 +446,7 @@ class ConsumerLoop:
             await self._ack(item.msg)  # only after the transaction committed
             if item.ctx is not None:
                 run_after_commit(item.ctx)
+                observe_committed(self._service, item.ctx.emitted)
         if queued:
             await self._outbox.publish_now(queued)
         for item in items:

@@ -32,6 +32,7 @@ from quorum.metrics import SERVICE_STATE
 from quorum.runtime.handling import ConsumerLoop, Context, Handler, retry_conflicts, run_after_commit
 from quorum.runtime.logs import setup_logging
 from quorum.runtime.settings import ServiceSettings
+from quorum.telemetry import observe_committed, preset
 from quorum.topology import TOPOLOGY
 
 log = logging.getLogger("quorum.service")
@@ -73,6 +74,7 @@ class Service:
         self._http: _QuietServer | None = None
         self.app = self.build_app()
         self._set_state(LifecycleState.INITIALIZED)
+        preset(self.NAME)
 
     # ----- hooks for subclasses ---------------------------------------------------------------------------
     def handlers(self) -> dict[str, Handler]:
@@ -119,6 +121,7 @@ class Service:
 
         ctx, queued, result = await retry_conflicts(attempt)
         run_after_commit(ctx)
+        observe_committed(self.NAME, ctx.emitted)
         if queued:
             await self.relay.publish_now(queued)
         return result
