@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# What the tests run besides Python packages, from Debian's packages: Prometheus (+ promtool) and the
-# PostgreSQL exporter prove every dashboard panel and test the alert rules; Chromium runs the console's
-# browser tests. Installed only where a command is missing; needs root (or sudo).
-SYSTEM_COMMANDS = prometheus promtool prometheus-postgres-exporter chromium
-SYSTEM_PACKAGES = prometheus prometheus-postgres-exporter chromium
+# What the tests run besides Python packages, from Debian's packages: Prometheus (+ promtool), the
+# PostgreSQL exporter and Alertmanager (amtool) prove every dashboard panel and test the alert rules and
+# routing; Chromium runs the console's browser tests. Installed only where a command is missing; needs root
+# (or sudo).
+SYSTEM_COMMANDS = prometheus promtool prometheus-postgres-exporter amtool chromium
+SYSTEM_PACKAGES = prometheus prometheus-postgres-exporter prometheus-alertmanager chromium
 system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \

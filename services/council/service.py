@@ -27,7 +27,7 @@ from quorum.council import decide as council_decide
 from quorum.council.base import FeatureRow, PredictionView, StrategyInput
 from quorum.council.campaign import Campaign
 from quorum.council.decide import CouncilBook, CouncilParams, Origin
-from quorum.council.engine import Council, Outcome, SymbolControl
+from quorum.council.engine import Council, Filtered, Outcome, SymbolControl
 from quorum.council.karma import Observation, adaptive_weights, scorecard
 from quorum.council.settings import CouncilConfig
 from quorum.db.tables import (
@@ -94,6 +94,9 @@ class CouncilService(Service):
     async def on_start(self) -> None:
         """Decide with the ACTIVE configuration, if an operator (or the optimizer) made one active."""
         assert self.engine is not None
+        for strategy in self.council.strategies:  # 0 from the start, per strategy and filter
+            for reason in (Filtered.TAG_NOT_ALLOWED, Filtered.BELOW_MIN_CONFIDENCE, Filtered.REGIME_EXCLUDED):
+                telemetry.VOTES_FILTERED.labels(strategy.name, reason)
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(configurations.c.id, configurations.c.overrides)
                                       .where(configurations.c.status == "ACTIVE"))).first()

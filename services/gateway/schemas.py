@@ -67,6 +67,7 @@ class Status(_Out):
                                                               "settings as configured)")
     gates: dict[str, str] = Field(default_factory=dict, description="asset -> 'passed', 'failed' or 'no gate report': "
                                                                     "the active configuration's latest gate report")
+    dashboards: dict[str, str] = Field(default_factory=dict, description="Grafana dashboard title -> its URL")
 
 
 class PositionOut(_Out):

@@ -18,6 +18,8 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUORUM_GATEWAY_", extra="ignore", frozen=True)
 
     http_port: int = 8000
+    grafana_url: str = Field(default="http://localhost:3000", description="the Grafana /status links point at "
+                             "(compose: port 3000; a native stack: wherever its Grafana runs)")
     bus_metrics_s: float = Field(default=5.0, gt=0, le=300, description="seconds between readings of consumer lag "
                                  "and stream depths from JetStream (the quorum_consumer_* / quorum_stream_* gauges)")
     api_token: SecretStr = Field(default=SecretStr(DEV_TOKEN), min_length=12)

@@ -49,7 +49,16 @@ from quorum.events.predictions import PredictionMade
 from quorum.indicators.decide import FeaturesConfig
 from quorum.indicators.spec import FeatureSetSpec
 from quorum.learning.artifacts import Model
-from quorum.learning.drift import DRIFT_REFERENCE, DriftLimits, DriftMonitor, DriftReference, Observation, Step
+from quorum.learning.drift import (
+    DRIFT_REFERENCE,
+    FEATURE_DRIFT,
+    PREDICTION_ERROR,
+    DriftLimits,
+    DriftMonitor,
+    DriftReference,
+    Observation,
+    Step,
+)
 from quorum.learning.promotion import CHAMPION
 from quorum.learning.registry import ModelVersionInfo, Registry, UnknownModelError
 from quorum.learning.serving import SYMBOL_CODE, ServedModel, compatibility
@@ -169,6 +178,10 @@ def _show(serving: Serving) -> None:
     cur = serving.current
     telemetry.MODEL_INFO.info({"model": cur.name, "version": cur.version, "run_id": cur.run_id or "",
                                "source": cur.source})
+    for reason in (FEATURE_DRIFT, PREDICTION_ERROR):
+        DRIFT_ALERTS.labels(cur.tag, reason)  # 0 until it drifts: increase() sees the first alert
+    for automatic in ("true", "false"):
+        MODEL_ROLLBACKS.labels(cur.tag, automatic)
     born = cur.created_at or cur.since
     telemetry.MODEL_AGE.clear()
     telemetry.MODEL_AGE.labels(cur.name).set_function(lambda: (datetime.now(UTC) - born).total_seconds())

@@ -51,6 +51,9 @@ async def test_many_concurrent_status_calls_create_no_consumer_and_health_change
         await sampler
         after = await _consumers(js)
         first = answers[0].json()["services"]
+        links = answers[0].json()["dashboards"]
+        assert links["Quorum — trading desk"] == "http://localhost:3000/d/quorum-trading"
+        assert len(links) == 4
 
         await _beat(js, "probe", "STOPPING")
 

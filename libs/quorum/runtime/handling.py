@@ -267,6 +267,8 @@ class ConsumerLoop:
         self._batch_transactions = batch_transactions
         self._on_lost = on_lost
         self._labels = (service, spec.durable)
+        for counter in (DLQ, DUPLICATES, HANDLER_ERRORS, REDELIVERIES):
+            counter.labels(*self._labels)  # 0 from the start: a panel shows 0, an increase() sees the first one
         self._sub: Any = None
         self._stopping: asyncio.Event | None = None
 

@@ -3,7 +3,10 @@ council's settings."""
 
 from __future__ import annotations
 
+from functools import cache
+
 from fastapi import APIRouter
+from quorum.dashboards import links
 
 from .. import queries
 from ..deps import ActiveConfig, Conn, Health, Mode, Reader, Settings
@@ -15,7 +18,14 @@ router = APIRouter(tags=["read"])
 @router.get("/status", response_model=Status)
 async def get_status(_: Reader, conn: Conn, mode: Mode, settings: Settings, services: Health,
                      config_hash: ActiveConfig) -> Status:
-    return await queries.status(conn, mode, settings.risk_profile.value, services, config_hash)
+    status = await queries.status(conn, mode, settings.risk_profile.value, services, config_hash)
+    base = settings.grafana_url.rstrip("/")
+    return status.model_copy(update={"dashboards": {title: base + path for title, path in _dashboards()}})
+
+
+@cache
+def _dashboards() -> tuple[tuple[str, str], ...]:
+    return tuple((link.title, link.path) for link in links())
 
 
 @router.get("/council", response_model=CouncilOut)
