@@ -1,5 +1,5 @@
 """The gateway's API assembled on the service's app: request handling and documented error answers, CORS, the
-docs page, and every route module's router."""
+docs page, every route module's router, and the operator console."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
+from .console import routes as console
 from .http import install
 from .routes import (
     admin,
@@ -56,3 +57,4 @@ def build(app: FastAPI, settings: GatewaySettings) -> None:
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app, settings)  # the operator console at /console, outside the API's OpenAPI document

@@ -65,6 +65,15 @@ async def authenticate(conn: AsyncConnection | None, presented: str, bootstrap: 
     return Principal(row.token_id, Role(row.role))
 
 
+async def still_valid(conn: AsyncConnection, who: Principal, bootstrap: str) -> Principal | None:
+    """The principal a console session was opened for, as it stands now: None once its token is revoked."""
+    if hmac.compare_digest(who.token_id, token_id(bootstrap)):
+        return who
+    row = (await conn.execute(select(api_tokens.c.token_id, api_tokens.c.role).where(
+        api_tokens.c.token_id == who.token_id, api_tokens.c.revoked_at.is_(None)))).first()
+    return None if row is None else Principal(row.token_id, Role(row.role))
+
+
 @dataclass
 class RateLimiter:
     """Token bucket per principal: ``rate`` requests per second sustained, ``burst`` at once."""

@@ -1,7 +1,7 @@
 """Everything a route needs, provided in ONE place as FastAPI dependencies: who is calling and whether their role
-may (bearer token, rate limits), a database connection, the settings, the command layer, service health and
-the bus. Each reads the gateway the app was built for (``app.state.gateway``), so several gateways can run in
-one process; routes never see the service itself."""
+may (bearer token or the console's session cookie, rate limits), a database connection, the settings, the
+command layer, service health and the bus. Each reads the gateway the app was built for (``app.state.gateway``),
+so several gateways can run in one process; routes never see the service itself."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import queries
-from .auth import Principal, Role, authenticate
+from .auth import Principal, Role, authenticate, still_valid
 from .backtests import BacktestJobs
 from .commands import Commands
+from .console.sessions import BACKGROUND_HEADER, COOKIE, CSRF_HEADER, SAFE_METHODS, SessionStore
 from .schemas import ServiceHealth
 from .settings import GatewaySettings
 
@@ -31,25 +32,67 @@ def too_many(detail: str, wait: float) -> HTTPException:
     return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail, headers={"Retry-After": f"{max(1, round(wait))}"})
 
 
+async def token_principal(request: Request, presented: str) -> Principal | None:
+    """Who an API token belongs to (None: nobody). A client that failed too often gets 429 before any lookup:
+    guessing tokens must not cost the database a query each."""
+    gw = _gateway(request)
+    client = request.client.host if request.client else "unknown"
+    wait = gw.auth_failures.blocked(client)
+    if wait:
+        raise too_many("too many failed authentications from this client", wait)
+    bootstrap = gw.settings.api_token.get_secret_value()
+    if gw.engine is None:
+        who = await authenticate(None, presented, bootstrap)
+    else:
+        async with gw.engine.connect() as conn:
+            who = await authenticate(conn, presented, bootstrap)
+    if who is None:
+        gw.auth_failures.take(client)
+        gw.auth_failures.forget_idle()
+    return who
+
+
+def console_sessions(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.console_sessions
+    return store
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """Who the console's session cookie belongs to (None: no cookie). A state-changing request must carry the
+    session's CSRF token; a session whose token was revoked ends at once."""
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
+        return None
+    store = console_sessions(request)
+    session = store.find(session_id)
+    if session is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the console session expired or is unknown: log in again")
+    if request.method not in SAFE_METHODS and not session.csrf_matches(request.headers.get(CSRF_HEADER)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a request with the session cookie that changes anything "
+                                                       f"needs the session's CSRF token in the {CSRF_HEADER} header")
+    gw = _gateway(request)
+    if gw.engine is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "gateway is starting")
+    async with gw.engine.connect() as conn:
+        who = await still_valid(conn, session.principal, gw.settings.api_token.get_secret_value())
+    if who is None:
+        store.close(session_id)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the console session's API token was revoked")
+    if BACKGROUND_HEADER not in request.headers:
+        store.touch(session)
+    return who
+
+
 def require(role: Role) -> Any:
+    """A bearer token, or else the console's session cookie (bearer clients never need the cookie's CSRF
+    token: a browser does not attach their token by itself)."""
     async def check(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None,
                                                         Depends(bearer)]) -> Principal:
         gw = _gateway(request)
-        who = None
         if creds is not None:
-            client = request.client.host if request.client else "unknown"
-            wait = gw.auth_failures.blocked(client)
-            if wait:  # before any lookup: guessing tokens must not cost the database a query each
-                raise too_many("too many failed authentications from this client", wait)
-            bootstrap = gw.settings.api_token.get_secret_value()
-            if gw.engine is None:
-                who = await authenticate(None, creds.credentials, bootstrap)
-            else:
-                async with gw.engine.connect() as conn:
-                    who = await authenticate(conn, creds.credentials, bootstrap)
-            if who is None:
-                gw.auth_failures.take(client)
-                gw.auth_failures.forget_idle()
+            who = await token_principal(request, creds.credentials)
+        else:
+            who = await session_principal(request)
         if who is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
