@@ -196,3 +196,26 @@ async def test_the_chart_shows_a_symbols_candles_and_its_positions_entry(gw: Gat
     assert [c["close"] for c in chart["candles"]] == ["100.5", "101.5", "102.5"]
     assert chart["levels"] == [{"kind": "ENTRY", "price": "101", "client_order_id": None}]
     assert bad.status_code == 422 and "symbol" in bad.text
+
+
+async def test_a_live_stream_opened_with_the_cookie_ends_when_its_session_does(
+        gw: GatewayService, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.gateway.routes import stream
+
+    monkeypatch.setattr(stream, "KEEPALIVE_S", 0.2)
+    async with logged_in(gw, ADMIN) as (browser, session, _):
+        async with browser.stream("GET", "/stream", params={"topics": "alerts"}) as live:
+            lines = live.aiter_lines()
+            assert await anext(lines) == ": connected"
+            out = await browser.delete("/console/session", headers={"X-CSRF-Token": session["csrf_token"]})
+
+            async def until_ended() -> list[str]:
+                seen = []
+                async for line in lines:
+                    seen.append(line)
+                return seen
+
+            rest = await asyncio.wait_for(until_ended(), timeout=10)
+
+    assert out.status_code == 204
+    assert "event: session" in rest and 'data: {"ended": true}' in rest

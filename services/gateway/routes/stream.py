@@ -28,6 +28,7 @@ from quorum.events.orders import OrderUpdated
 from quorum.events.signals import DecisionMade, StrategyDisabled
 from quorum.subjects import family_wildcard, subject
 
+from ..console.sessions import COOKIE
 from ..deps import Bus, Reader
 
 ALERT_EVENTS = (DrawdownHaltTriggered, KillSwitchEngaged, ControlRefused, StrategyDisabled, DataSourceSwitched,
@@ -88,11 +89,24 @@ async def stream(_: Reader, request: Request, nc: Bus, topics: str = Query(
     for filt in sorted({f for name in wanted for f in TOPICS[name]}):
         subs.append(await nc.subscribe(filt, cb=on_message))
 
+    session_id = None if "authorization" in request.headers else request.cookies.get(COOKIE)
+
+    def session_ended() -> bool:
+        """A stream opened with the console's cookie ends with its session (expired, logged out, revoked)."""
+        return session_id is not None and request.app.state.console_sessions.find(session_id) is None
+
     async def events() -> AsyncIterator[str]:
         seen: set[str] = set()
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         try:
             yield ": connected\n\n"
             while not await request.is_disconnected():
+                if loop.time() - checked >= KEEPALIVE_S:  # a busy stream checks too, not only an idle one
+                    checked = loop.time()
+                    if session_ended():
+                        yield "event: session\ndata: {\"ended\": true}\n\n"
+                        return
                 try:
                     topic, event_id, data = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
                 except TimeoutError:
