@@ -104,7 +104,7 @@ class Commands:
         return await self.control(command_cls, action, actor, body.reason, **fields)
 
     async def confirm_step(self, actor: str, action: str, token: str | None, params: dict[str, Any],
-                           warning: str) -> Any:
+                           warning: str, *, phrase: str | None = None, pin_required: bool = False) -> Any:
         """First call (no token): a 202 with the warning and a single-use token. Second call: the token is
         spent (None returned: go ahead) or refused with 409."""
         ttl = self.settings.confirmation_ttl_s
@@ -118,7 +118,8 @@ class Commands:
 
             minted, expires = await self.transact(mint)
             return JSONResponse(ConfirmationRequired(action=action, warning=warning, confirmation_token=minted,
-                                                     expires_at=expires).model_dump(mode="json"), status_code=202)
+                                                     expires_at=expires, phrase=phrase, pin_required=pin_required)
+                                .model_dump(mode="json"), status_code=202)
 
         async def spend(ctx: Context) -> bool:
             ok = await confirm.redeem(ctx.conn, token, actor=actor, action=action, params=params,
@@ -148,7 +149,7 @@ class Commands:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong master PIN")
         first = await self.confirm_step(actor, action, body.confirmation_token, params,
                                         f"{warning} To confirm, send the token with confirmation_phrase = "
-                                        f"\"{phrase}\" and the master PIN.")
+                                        f"\"{phrase}\" and the master PIN.", phrase=phrase, pin_required=True)
         return first, record
 
     async def record(self, actor: str, action: str, outcome: str, details: dict[str, Any]) -> None:

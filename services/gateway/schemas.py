@@ -283,6 +283,9 @@ class ConfirmationRequired(BaseModel):
     warning: str
     confirmation_token: str = Field(description="single use; send it back with the same request to confirm")
     expires_at: datetime
+    phrase: str | None = Field(default=None, description="the confirmation_phrase the second call must type, "
+                                                         "if any")
+    pin_required: bool = Field(default=False, description="the second call must also carry the master PIN")
 
 
 class OperatingModeRequest(ConfirmableRequest):

@@ -150,6 +150,7 @@ async def test_panic_needs_the_token_and_the_typed_phrase(infra: Any) -> None:
                                                          "confirmation_phrase": "SELL EVERYTHING"})
 
     assert "SELL EVERYTHING" in first["warning"]
+    assert (first["phrase"], first["pin_required"]) == ("SELL EVERYTHING", False)  # what a client must ask for
     assert typo.status_code == 422  # a typo does not spend the token
     assert right.status_code == 504 and right.json()["action"] == "panic_halt"  # dispatched; no risk service here
     assert again.status_code == 409
@@ -197,6 +198,7 @@ async def test_exchange_keys_are_pin_protected_encrypted_never_returned_and_with
 
     assert no_pin.status_code == 409 and weak.status_code == 422
     assert "REGISTER BINANCE KEY" in first.json()["warning"]
+    assert first.json()["pin_required"] is True and first.json()["phrase"] == "REGISTER BINANCE KEY"
     assert (bogus.status_code, no_phrase.status_code, wrong_pin.status_code) == (409, 422, 403)
     assert stored.status_code == 201, stored.text
     assert stored.json()["api_key_hint"] == "7f3a" and stored.json()["can_withdraw"] is False

@@ -161,7 +161,8 @@ async def panic(actor: Actor, commands: Cmd, body: PanicRequest | None = None) -
                       f"type the confirmation phrase exactly: {PANIC_PHRASE}")
     first = await commands.confirm_step(actor, "panic", body.confirmation_token, {},
                                         f"PANIC sells every position at market and halts trading. To confirm, "
-                                        f"send the token with confirmation_phrase = \"{PANIC_PHRASE}\".")
+                                        f"send the token with confirmation_phrase = \"{PANIC_PHRASE}\".",
+                                        phrase=PANIC_PHRASE)
     if first is not None:
         return first
     halted = await commands.control(HaltTrading, "panic_halt", actor, body.reason or "panic")

@@ -5,10 +5,8 @@
 import { describe, post } from "./api.js";
 import { duration, toast } from "./ui.js";
 
-// The server names the phrase and the PIN in its warning; ``phrase`` / ``pin_required`` fields, should the answer
-// ever carry them, take precedence.
-const PHRASE = /confirmation_phrase = "([^"]+)"/;
-const PIN = /master PIN/;
+// The server's answer says which phrase to type (``phrase``) and whether the master PIN is needed
+// (``pin_required``).
 
 function outcome(answer) {
   const { status, data } = answer;
@@ -46,8 +44,8 @@ export function askFirst(title, warning) {
 }
 
 function confirmInDialog(path, body, required, title) {
-  const phrase = required.phrase || (PHRASE.exec(required.warning) || [])[1] || null;
-  const pin = required.pin_required ?? PIN.test(required.warning);
+  const phrase = required.phrase || null;
+  const pin = Boolean(required.pin_required);
   return openDialog({
     title: title || `Confirm ${required.action.replaceAll("_", " ")}`,
     warning: required.warning, phrase, pin, expiresAt: required.expires_at,
