@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from quorum.db.tables import HYPERTABLES, OWNERS, metadata
@@ -27,14 +27,15 @@ DOC = REPO_ROOT / "docs" / "architecture.md"
 COMMAND = "python -m quorum.docs_gen"
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+def table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    """A Markdown table (the generated sections of the docs share it)."""
     head = list(header)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -56,7 +57,7 @@ def services_section() -> str:
     """One row per service: its console script (from pyproject.toml), default HTTP port and tables."""
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     entry = {target.split(".")[1]: script for script, target in scripts.items() if target.startswith("services.")}
-    return _table(("service", "entry point", "HTTP port (default)", "owns tables"), (
+    return table(("service", "entry point", "HTTP port (default)", "owns tables"), (
         (name, f"`{entry[name]}`", DEFAULT_PORTS[name], _owned_tables(name)) for name in SERVICES))
 
 
@@ -89,29 +90,29 @@ def events_section(topology: Topology = TOPOLOGY) -> str:
         rows.append((f"`{_template(cls)}`", f"`{cls.event_type()}` ({cls.__module__.rsplit('.', 1)[-1]})",
                      cls.KIND, cls.SCHEMA_VERSION, _producers(cls),
                      _code(c.durable for c in readers) if readers else "none (see below)"))
-    catalogue = _table(("subject", "payload (module)", "kind", "schema", "producers", "durable consumers"), rows)
+    catalogue = table(("subject", "payload (module)", "kind", "schema", "producers", "durable consumers"), rows)
     by_reason: dict[str, list[str]] = {}
     for name, reason in topology.consumed_by_none_reason:
         by_reason.setdefault(reason, []).append(name)
-    unread = _table(("read by no durable consumer", "why it is stored anyway"),
+    unread = table(("read by no durable consumer", "why it is stored anyway"),
                     ((_code(sorted(names)), reason) for reason, names in by_reason.items()))
     return catalogue + "\n" + unread
 
 
 def streams_section(topology: Topology = TOPOLOGY) -> str:
-    return _table(("stream", "subjects", "holds", "retention", "duplicate window"), (
+    return table(("stream", "subjects", "holds", "retention", "duplicate window"), (
         (s.name, _code(s.subjects), s.description, _seconds(s.max_age_s), _seconds(s.duplicate_window_s))
         for s in topology.streams))
 
 
 def consumers_section(topology: Topology = TOPOLOGY) -> str:
-    return _table(("durable consumer", "stream", "filter", "service", "max_deliver", "ack_wait", "max_ack_pending"), (
+    return table(("durable consumer", "stream", "filter", "service", "max_deliver", "ack_wait", "max_ack_pending"), (
         (c.durable, c.stream, _code(c.filters), c.service, c.max_deliver, _seconds(c.ack_wait_s), c.max_ack_pending)
         for c in topology.consumers))
 
 
 def kv_section(topology: Topology = TOPOLOGY) -> str:
-    return _table(("KV bucket", "contents", "TTL", "history"), (
+    return table(("KV bucket", "contents", "TTL", "history"), (
         (kv.bucket, kv.description, "none" if kv.ttl_s is None else _seconds(kv.ttl_s), kv.history)
         for kv in topology.kv))
 
@@ -121,7 +122,7 @@ def tables_section() -> str:
     def kind(name: str) -> str:
         return "time series" if name in HYPERTABLES else metadata.tables[name].info.get("kind", "plain")
 
-    return _table(("table", "owner", "purpose", "kind"), (
+    return table(("table", "owner", "purpose", "kind"), (
         (name, owner, metadata.tables[name].info.get("purpose", ""), kind(name)) for name, owner in OWNERS.items()))
 
 
@@ -139,14 +140,19 @@ def _marker_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- generated:{name}:start -->\n).*?(<!-- generated:{name}:end -->)", re.DOTALL)
 
 
-def render(text: str) -> str:
-    """``text`` with every generated section replaced by what the code says now."""
-    for name, section in SECTIONS.items():
+def render_sections(text: str, sections: Mapping[str, Callable[[], str]], doc: str) -> str:
+    """``text`` with every generated section (between its markers) replaced by what the code says now."""
+    for name, section in sections.items():
         found = _marker_pattern(name).search(text)
         if found is None:
-            raise ValueError(f"docs/architecture.md lacks the markers of the generated section {name!r}")
+            raise ValueError(f"{doc} lacks the markers of the generated section {name!r}")
         text = text[:found.end(1)] + "\n" + section() + "\n" + text[found.start(2):]
     return text
+
+
+def render(text: str) -> str:
+    """``text`` with every generated section replaced by what the code says now."""
+    return render_sections(text, SECTIONS, "docs/architecture.md")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from quorum.devstack import SERVICES, Stack
 from quorum.infra.embedded import free_port
 from sqlalchemy.engine import make_url
 
+from tests.e2e.test_vertical_slice import count, wait_for
 from tests.support import data_file, run_sql
 
 pytestmark = pytest.mark.e2e
@@ -57,18 +58,6 @@ def _label_values_queries(board: dict[str, Any]) -> Iterator[tuple[str, str, str
         m = re.fullmatch(r"\s*label_values\((?:(.*),\s*)?(\w+)\)\s*", text or "")
         if m:
             yield var["name"], m.group(2), m.group(1)
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(1)
-
-
-def _count(db: str, sql: str) -> int:
-    return int(run_sql(db, sql)[0]["n"])
 
 
 def _libpq(url: str) -> str:
@@ -115,7 +104,7 @@ def prometheus(tmp_path: Path, stack: Stack, database_url: str) -> Iterator[str]
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait("Prometheus ready", lambda: _ok(f"{url}/-/ready"), timeout=60)
+        wait_for("Prometheus ready", lambda: _ok(f"{url}/-/ready"), timeout=60)
         yield url
     finally:
         for proc in (server, exporter):
@@ -147,8 +136,8 @@ def test_every_dashboard_query_returns_data_from_a_replay_with_trades(
     solo = api.post("/controls/council/mode", json={"mode": "SOLO", "solo_strategy": "rsi", "reason": "e2e"})
     assert solo.status_code == 200
     stack.start_service("market_data")
-    _wait(f"{CANDLES} decisions", lambda: _count(db, "SELECT count(*) AS n FROM decisions") == CANDLES)
-    _wait("a fill in the ledger", lambda: _count(db, "SELECT count(*) AS n FROM ledger_transactions") > 1)
+    wait_for(f"{CANDLES} decisions", lambda: count(db, "SELECT count(*) AS n FROM decisions") == CANDLES, timeout=600)
+    wait_for("a fill in the ledger", lambda: count(db, "SELECT count(*) AS n FROM ledger_transactions") > 1)
     assert api.post("/controls/halt", json={"reason": "an annotation to show"}).status_code == 200
     assert api.post("/controls/resume", json={"reason": "an annotation to show"}).status_code == 200
     selected = api.post("/controls/model/select", json={"model_name": "baseline-momentum", "version": "1",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client.metrics import MetricWrapperBase
 
 from quorum.devstack import REPO_ROOT
+from quorum.docs_gen import render_sections, table
 
 DOC = REPO_ROOT / "docs" / "observability.md"
 
@@ -111,29 +112,18 @@ def series_in(expr: str) -> set[str]:
 
 
 # --- docs/observability.md ------------------------------------------------------------------------------------------
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
-    head = list(header)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def metrics_section() -> str:
     def labels(m: Metric) -> str:
         if m.type == "info":
             return "set by the service (model, version, run_id, source)"
         return ", ".join(m.labels) or "—"
 
-    return _table(("metric", "type", "labels", "meaning", "defined in"),
+    return table(("metric", "type", "labels", "meaning", "defined in"),
                   ((f"`{m.name}`", m.type, labels(m), m.help, f"`{m.module}`") for m in metrics()))
 
 
 def exporters_section() -> str:
-    return _table(("exporter", "metrics the dashboards read"),
+    return table(("exporter", "metrics the dashboards read"),
                   ((name, ", ".join(f"`{n}`" for n in sorted(names))) for name, names in EXPORTER_METRICS.items()))
 
 
@@ -143,7 +133,7 @@ def dashboards_section() -> str:
     counted: dict[str, int] = {}
     for q in queries():
         counted[q.dashboard] = counted.get(q.dashboard, 0) + 1
-    return _table(("dashboard", "file", "open at", "queries", "what it shows"),
+    return table(("dashboard", "file", "open at", "queries", "what it shows"),
                   ((b.title, f"`dashboards/{b.file_name}`", f"`/d/{b.uid}`", counted.get(b.title, 0), b.description)
                    for b in boards()))
 
@@ -155,15 +145,6 @@ SECTIONS: Mapping[str, Callable[[], str]] = {
 }
 
 
-def _marker(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- generated:{name}:start -->\n).*?(<!-- generated:{name}:end -->)", re.DOTALL)
-
-
 def render_doc(text: str) -> str:
     """``text`` with every generated section replaced by what the code says now."""
-    for name, section in SECTIONS.items():
-        found = _marker(name).search(text)
-        if found is None:
-            raise ValueError(f"docs/observability.md lacks the markers of the generated section {name!r}")
-        text = text[:found.end(1)] + "\n" + section() + "\n" + text[found.start(2):]
-    return text
+    return render_sections(text, SECTIONS, "docs/observability.md")
