@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from tests.e2e.test_vertical_slice import count, wait_for
 from tests.support import data_file, run_sql
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # trains a champion, then replays 700 candles
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
