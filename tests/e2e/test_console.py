@@ -28,7 +28,7 @@ from tests.e2e.test_vertical_slice import wait_for
 from tests.support import REPO_ROOT, PgServer, data_file, run_sql
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-pytestmark = [pytest.mark.e2e,
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600),  # the first test also starts the stack and replays
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make system-deps)")]
 
 ADMIN = "e2e-console-admin-token-0123456789"
