@@ -189,10 +189,14 @@ def slippage_bps(side: Side, price: Decimal, mid: Decimal) -> float:
 
 
 def _equity(p: Any) -> None:
-    mode = p.mode.value
-    EQUITY.labels(mode).set(float(p.equity))
-    PEAK_EQUITY.labels(mode).set(float(p.peak_equity))
-    DRAWDOWN.labels(mode).set(float(p.drawdown))
+    equity_marked(p.mode, p.equity, p.peak_equity, p.drawdown)
+
+
+def equity_marked(mode: TradingMode, equity: Decimal, peak: Decimal, drawdown: Decimal) -> None:
+    """The book's equity, its peak and the drawdown from it (an EquityMarked, or the last one stored at start)."""
+    EQUITY.labels(mode.value).set(float(equity))
+    PEAK_EQUITY.labels(mode.value).set(float(peak))
+    DRAWDOWN.labels(mode.value).set(float(drawdown))
 
 
 def _proposed(p: Any) -> None:

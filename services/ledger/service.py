@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from uuid import UUID
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from quorum import telemetry
+from quorum.db.tables import equity
 from quorum.domain.ledger import Line
 from quorum.ledger import LedgerParams, decide, open_book, post_transaction
 from quorum.ledger.decide import opening_txn_id
@@ -25,6 +27,7 @@ from quorum.runtime.outcomes import emit_outcome
 from quorum.runtime.service import Service
 from quorum.runtime.settings import ServiceSettings
 from quorum.types import TradingMode
+from sqlalchemy import select
 
 from .store import PostgresLedgerStore
 
@@ -71,7 +74,16 @@ class LedgerService(Service):
             await self.store.write(ctx.conn, outcome.records)
             await emit_outcome(ctx, outcome, chain_key=self.settings.chain_key)
             marked = await self.store.load_marks(ctx.conn, [TradingMode.PAPER])
-            ctx.after_commit.append(lambda: telemetry.ledger_book(marked, self.params))
+            last = (await ctx.conn.execute(select(equity.c.equity, equity.c.peak_equity, equity.c.drawdown).where(
+                equity.c.mode == TradingMode.PAPER.value).order_by(equity.c.ts.desc()).limit(1))).first()
+            cash = marked.cash(TradingMode.PAPER, self.params.quote_currency)
+            figures = tuple(last) if last is not None else (cash, cash, Decimal(0))  # never marked: the opening cash
+
+            def show() -> None:  # the trading gauges say where the book stands before the first message
+                telemetry.ledger_book(marked, self.params)
+                telemetry.equity_marked(TradingMode.PAPER, *figures)
+
+            ctx.after_commit.append(show)
 
         await self.transact(open_)
 

@@ -11,7 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from quorum import ledger_books
+from prometheus_client import REGISTRY
+from quorum import ledger_books, telemetry
 from quorum.db.engine import create_engine
 from quorum.db.tables import equity, ledger_transactions, positions
 from quorum.events.fills import OrderFilled
@@ -151,3 +152,19 @@ async def test_rebuild_apply_restores_damaged_projections_from_the_journal(infra
     assert clean.returncode == 0 and "OK" in clean.stdout
     pos = (await rows(database_url, select(positions)))[0]
     assert pos.realized_pnl != 999 and pos.mark_price == D(130)  # the mark survives the restore
+
+
+async def test_the_trading_gauges_show_the_stored_books_from_the_start(infra: Any, database_url: str) -> None:
+    await run_books(infra, database_url)
+    last = (await rows(database_url, select(equity).order_by(equity.c.ts.desc()).limit(1)))[0]
+    telemetry.EQUITY.labels("PAPER").set(-1)  # as a fresh process would know nothing
+    telemetry.REALIZED.labels("PAPER", "BTC/USDT").set(-1)
+
+    async with running(LedgerService(LedgerSettings(http_port=free_port()))):  # a restart, no new message
+        shown = REGISTRY.get_sample_value("quorum_trading_equity_quote", {"mode": "PAPER"})
+        realized = REGISTRY.get_sample_value("quorum_trading_realized_pnl_quote", {"mode": "PAPER",
+                                                                                  "symbol": "BTC/USDT"})
+
+    pos = (await rows(database_url, select(positions)))[0]
+    assert shown == float(last.equity)
+    assert realized == float(pos.realized_pnl)
