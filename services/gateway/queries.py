@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -375,8 +376,32 @@ def _score_fields(score: Score | None) -> dict[str, Any]:
 
 
 # --- audit and administration -----------------------------------------------------------------------------
-async def audit_page(conn: AsyncConnection, limit: int, offset: int) -> Page[AuditOut]:
-    return await _page(conn, select(audit_log).order_by(audit_log.c.id.desc()), AuditOut, limit, offset)
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None  # substring, any case
+    action: str | None = None  # substring, any case
+    status: str | None = None  # exact
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> list[Any]:
+        def part(value: str) -> str:
+            return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        c = audit_log.c
+        return [cond for cond in (
+            c.actor.ilike(part(self.actor), escape="\\") if self.actor else None,
+            c.action.ilike(part(self.action), escape="\\") if self.action else None,
+            c.status == self.status if self.status else None,
+            c.ts >= self.since if self.since else None,
+            c.ts < self.until if self.until else None,
+        ) if cond is not None]
+
+
+async def audit_page(conn: AsyncConnection, limit: int, offset: int,
+                     narrowed: AuditFilter = AuditFilter()) -> Page[AuditOut]:
+    q = select(audit_log).where(*narrowed.where()).order_by(audit_log.c.id.desc())
+    return await _page(conn, q, AuditOut, limit, offset)
 
 
 async def audit_rows(conn: AsyncConnection) -> AsyncIterator[dict[str, Any]]:

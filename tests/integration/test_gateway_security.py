@@ -26,6 +26,7 @@ from quorum.keyvault import PinRecord, unseal
 from quorum.types import Liquidity, Side, TradingMode
 from sqlalchemy import select, text
 
+from services.gateway.auth import token_id
 from services.gateway.service import GatewayService, GatewaySettings
 from tests.integration.helpers import publish, rows
 from tests.integration.test_market_data_service import running
@@ -324,3 +325,27 @@ async def test_models_are_selected_by_the_owning_service_and_a_service_shuts_dow
     assert "not registered" in unknown.json()["detail"]
     assert status_["model"] == "baseline-momentum@1"
     assert (stop.status_code, stop.json()["confirmation"], stopping) == (200, "ShutdownAcknowledged", True)
+
+
+async def test_the_audit_trail_filters_by_actor_action_status_and_time_on_the_server(infra: Any) -> None:
+    gw = gateway()
+    async with running(gw), client(gw) as admin:
+        start = datetime.now(UTC)
+        operator = await mint(admin, "operator")
+        async with client(gw, operator) as op:
+            await op.post("/controls/panic")  # PENDING_CONFIRM, by the operator
+        everything = (await admin.get("/audit", params={"limit": 500})).json()["items"]
+        panics = (await admin.get("/audit", params={"action": "PANIC", "status": "PENDING_CONFIRM"})).json()
+        by_admin = (await admin.get("/audit", params={"actor": token_id(ADMIN)})).json()["items"]
+        literal = (await admin.get("/audit", params={"actor": "%"})).json()["items"]
+        later = (await admin.get("/audit", params={"since": datetime.now(UTC).isoformat()})).json()["items"]
+        since = (await admin.get("/audit", params={"since": start.isoformat()})).json()["items"]
+        backwards = await admin.get("/audit", params={"since": start.isoformat(), "until": start.isoformat()})
+
+    assert [r["action"] for r in panics["items"]] == ["panic"]
+    assert panics["items"][0]["actor"] == f"USER:{token_id(operator)}"
+    assert by_admin and all(token_id(ADMIN) in r["actor"] for r in by_admin)
+    assert len(by_admin) < len(everything)
+    assert literal == []  # a wildcard character is matched as itself
+    assert later == [] and len(since) == len(everything)
+    assert backwards.status_code == 422 and "until" in backwards.text

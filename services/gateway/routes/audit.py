@@ -6,22 +6,35 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 from quorum import audit_chain
 
 from .. import queries
 from ..deps import Conn, Engine, Limit, Offset, Reader, Settings
+from ..http import invalid
 from ..schemas import AuditOut, AuditVerification, Page
 
 router = APIRouter(tags=["read"])
 
 
 @router.get("/audit", response_model=Page[AuditOut])
-async def get_audit(_: Reader, conn: Conn, limit: Limit = 100, offset: Offset = 0) -> Page[AuditOut]:
-    return await queries.audit_page(conn, limit, offset)
+async def get_audit(
+    _: Reader, conn: Conn, limit: Limit = 100, offset: Offset = 0,
+    actor: Annotated[str | None, Query(max_length=200, description="part of the actor, any case")] = None,
+    action: Annotated[str | None, Query(max_length=64, description="part of the action, any case")] = None,
+    status: Annotated[str | None, Query(max_length=16, pattern=r"^[A-Z_]+$",
+                                        description="exactly: REQUESTED, CONFIRMED, REFUSED, ...")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="rows at or after this time")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="rows before this time")] = None,
+) -> Page[AuditOut]:
+    """The newest rows first, narrowed by any of the filters."""
+    if since is not None and until is not None and until <= since:
+        raise invalid("until", f"must be after since ({since.isoformat()})")
+    return await queries.audit_page(conn, limit, offset, queries.AuditFilter(actor, action, status, since, until))
 
 
 @router.get("/audit/verify", response_model=AuditVerification)

@@ -1,5 +1,6 @@
-// Audit: the trail, newest first, filtered by actor, action, status or any text; a re-walk of its hash chain;
-// the whole trail exported as CSV or JSON lines (the export is a plain download: same origin, the cookie).
+// Audit: the trail, newest first, filtered by actor, action, status (on the server, so older matching rows are
+// found too; the loaded rows are filtered at once meanwhile) or any text; a re-walk of its hash chain; the whole
+// trail exported as CSV or JSON lines (the export is a plain download: same origin, the cookie).
 
 import { get } from "../api.js";
 import { actionButton, badge, clear, field, h, select, table, time } from "../ui.js";
@@ -41,25 +42,31 @@ export default {
           h("pre", { class: "json", text: JSON.stringify(r.details, null, 2) })) },
       ], shown, { empty: "no row matches", id: "audit-rows" }));
     };
+    const narrowed = () => Object.fromEntries(["actor", "action", "status"].filter((k) => filters[k])
+      .map((k) => [k, filters[k]]));
     const loadMore = async () => {
-      const page = await get("/audit", { params: { limit: PAGE, offset: rows.length } });
+      const page = await get("/audit", { params: { ...narrowed(), limit: PAGE, offset: rows.length } });
       rows.push(...page.items);
       exhausted = page.items.length < PAGE;
       more.hidden = exhausted;
       draw();
     };
-    const reload = async () => {
-      const page = await get("/audit", { background: true, params: { limit: Math.max(PAGE, rows.length) } });
+    const reload = async (background = true) => {
+      const limit = PAGE;  // the API serves at most 500 rows a page: a refresh shows the newest page again
+      const page = await get("/audit", { background, params: { ...narrowed(), limit } });
       rows.splice(0, rows.length, ...page.items);
+      exhausted = page.items.length < limit;
+      more.hidden = exhausted;
       draw();
     };
+    const refetch = ctx.soon(() => reload(false).catch(() => {}), 300);
     const input = (name, placeholder) => {
       const el = h("input", { name, placeholder, size: 14 });
-      el.addEventListener("input", () => { filters[name] = el.value; draw(); });
+      el.addEventListener("input", () => { filters[name] = el.value; draw(); if (name !== "text") refetch(); });
       return el;
     };
     const status = select("status", STATUSES, "");
-    status.addEventListener("change", () => { filters.status = status.value; draw(); });
+    status.addEventListener("change", () => { filters.status = status.value; draw(); refetch(); });
     const more = actionButton("Load older rows", loadMore, { needed: "viewer", key: "audit-more" });
     const verify = actionButton("Verify the hash chain", async () => {
       const result = await get("/audit/verify");
