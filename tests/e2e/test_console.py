@@ -400,8 +400,14 @@ def test_a_backtest_started_from_the_console_finishes_with_its_report(operator_p
     row.get_by_role("button", name="Report").click()
     expect(page.locator("#backtest-report")).to_contain_text("Metrics")
     shot(page, "strategy-backtest")
+    with page.context.expect_page() as opened:
+        page.click("#backtest-report-link")
+    report = opened.value
+    report.wait_for_load_state()
 
     assert status_text == "DONE"
+    assert report.url.endswith("/report/") and "Sharpe" in report.content()
+    report.close()
 
 
 def test_an_admin_mints_a_token_that_is_shown_once(browser: Browser, stack: Stack) -> None:

@@ -98,6 +98,10 @@ async def test_a_walk_forward_files_a_gate_report_per_asset_shown_in_gates_and_s
         gates = (await admin.get("/gates")).json()
         other = (await admin.get("/gates", params={"config_hash": "0123456789abcdef"})).json()
         status = (await admin.get("/status")).json()
+        base = f"/backtests/{done['id']}/report/"
+        served = {name: await admin.get(base + name) for name in (
+            "", "BTC-USDT/report.html", "BTC-USDT/metrics.json", "../../etc/passwd", "BTC-USDT/nope.html")}
+        escaped = await admin.get(base + "..%2F..%2F" + done["id"] + "%2Findex.html")
 
     assert done["status"] == "DONE", done["error"]
     assert done["walk_forward"]["train_bars"] == 200
@@ -119,6 +123,12 @@ async def test_a_walk_forward_files_a_gate_report_per_asset_shown_in_gates_and_s
     assert [f["test_start"][:13] for f in btc["walk_forward"]["folds"]][:2] == ["2021-04-13T13", "2021-04-17T17"]
     assert [r["asset"] for r in other["reports"]] == ["ETH/USDT"]
     assert status["gates"] == {"BTC/USDT": "failed", "ETH/USDT": "no gate report", "SOL/USDT": "passed"}
+    # the reports are served from the backtest's own folder, and from nowhere else
+    assert served[""].status_code == 200 and 'href="BTC-USDT/report.html"' in served[""].text
+    assert served["BTC-USDT/report.html"].headers["content-type"].startswith("text/html")
+    assert served["BTC-USDT/metrics.json"].status_code == 200
+    assert [served[n].status_code for n in ("../../etc/passwd", "BTC-USDT/nope.html")] == [404, 404]
+    assert escaped.status_code == 404
 
 
 @pytest.mark.parametrize("statement", ["DELETE FROM backtests", "TRUNCATE backtests",

@@ -348,4 +348,4 @@ async def test_the_audit_trail_filters_by_actor_action_status_and_time_on_the_se
     assert len(by_admin) < len(everything)
     assert literal == []  # a wildcard character is matched as itself
     assert later == [] and len(since) == len(everything)
-    assert backwards.status_code == 422 and "until" in backwards.text
+    assert backwards.status_code == 200 and backwards.json()["items"] == []

@@ -4,14 +4,16 @@ stored candles with a named configuration, follow it, read its metrics; the late
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
 from quorum.backtest.cli import InputError
 
 from .. import queries
 from ..backtests import UnknownConfiguration
-from ..deps import ActiveConfig, Actor, Conn, Jobs, Limit, Offset, Reader
+from ..deps import ActiveConfig, Actor, Conn, Jobs, Limit, Offset, Reader, Settings
 from ..http import Refused
 from ..schemas import BacktestDetail, BacktestOut, BacktestRequest, ControlResult, GatesOut, Page
 
@@ -34,6 +36,31 @@ async def get_backtest(_: Reader, conn: Conn, backtest_id: uuid.UUID) -> Backtes
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no backtest {backtest_id}")
     return found
+
+
+REPORT_FILES = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset=utf-8", ".json": "application/json"}
+
+
+@router.get("/backtests/{backtest_id}/report/{name:path}", response_class=FileResponse,
+            responses={200: {"content": {"text/html": {}}}, **NOT_FOUND})
+async def get_backtest_report(_: Reader, conn: Conn, settings: Settings, backtest_id: uuid.UUID,
+                              name: str = "") -> FileResponse:
+    """The finished backtest's report (``/report/``: its report.html, or a walk-forward's index.html) and the
+    files beside it (each asset's report, equity.csv, trades.csv, metrics.json), only from its own folder."""
+    found = await queries.backtest(conn, backtest_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no backtest {backtest_id}")
+    if not found.report_path:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"backtest {backtest_id} has no report ({found.status})")
+    entry = Path(found.report_path).resolve()
+    folder = entry.parent
+    wanted = (folder / name).resolve() if name else entry
+    root = settings.backtest_report_dir.resolve()
+    if not (wanted.is_relative_to(folder) and folder.is_relative_to(root)) or wanted.suffix not in REPORT_FILES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report file {name!r} for backtest {backtest_id}")
+    if not wanted.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"report file {name or entry.name!r} is gone from disk")
+    return FileResponse(wanted, media_type=REPORT_FILES[wanted.suffix])
 
 
 @router.post("/backtests", response_model=BacktestOut, status_code=status.HTTP_202_ACCEPTED,

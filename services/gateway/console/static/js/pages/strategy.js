@@ -177,7 +177,9 @@ function backtestsSection() {
   const show = async (id) => {
     const detail = await get(`/backtests/${id}`);
     clear(report, h("h3", { text: `Backtest ${id.slice(0, 8)}: ${detail.status}` }),
-      detail.report_path ? h("p", { class: "hint", text: `Report: ${detail.report_path}` }) : null,
+      detail.report_path ? h("p", {}, h("a", { href: `/backtests/${id}/report/`, target: "_blank", rel: "noopener",
+        id: "backtest-report-link", text: "Open the full report" }),
+      h("span", { class: "hint", text: ` (${detail.report_path})` })) : null,
       h("div", { class: "grid" }, h("div", {}, h("strong", { text: "Metrics" }), metricsOf(detail.metrics)),
         h("div", {}, h("strong", { text: "Configuration" }), h("details", {}, h("summary", { text: detail.config_hash }),
           json(detail.configuration)))));
