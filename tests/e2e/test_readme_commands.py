@@ -31,7 +31,7 @@ from tests.support import DATA_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-SAFE = ("/status", "/orders", "/fills", "/positions", "/balances", "/controls/halt", "/controls/resume")
+SAFE = ("/status", "/orders", "/fills", "/positions", "/balances", "/audit", "/controls/halt", "/controls/resume")
 VERIFY = ".venv/bin/quorum ledger verify && .venv/bin/quorum ledger rebuild && .venv/bin/quorum audit verify"
 REPLAY = ".venv/bin/quorum replay"
 
